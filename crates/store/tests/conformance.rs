@@ -1,0 +1,337 @@
+//! One conformance suite, run against both backends: every test below exists once per backend.
+//! The PostgreSQL half needs `TEST_DATABASE_URL` (the README test command starts a throwaway
+//! cluster and sets it); without it those tests print a notice and pass, unless
+//! `CREWGATE_REQUIRE_POSTGRES=1` (set by `cargo xtask test` and CI), where they fail.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use crewgate_core::{
+    AgentId, AgentKind, IssuedToken, MasterKey, Role, TokenKind, UserStatus, now_millis, token::TokenHash,
+};
+use crewgate_store::{
+    AuditScope, NewAgent, NewAudit, NewToken, NewUser, PostgresStore, SqliteStore, Store, StoreError,
+    TokenScope,
+};
+use secrecy::{ExposeSecret, SecretString};
+use std::str::FromStr;
+use std::sync::Arc;
+
+/// A store under test plus raw SQL access for tamper tests, and a way to reopen with another key.
+struct Harness {
+    store: Arc<dyn Store>,
+    raw: Raw,
+    _dir: Option<tempfile::TempDir>,
+}
+
+enum Raw {
+    Sqlite(sqlx::SqlitePool, std::path::PathBuf),
+    Postgres(sqlx::PgPool, sqlx::postgres::PgConnectOptions),
+}
+
+impl Raw {
+    async fn exec(&self, sql: &'static str) {
+        match self {
+            Raw::Sqlite(p, _) => {
+                sqlx::query(sql).execute(p).await.unwrap();
+            }
+            Raw::Postgres(p, _) => {
+                sqlx::query(sql).execute(p).await.unwrap();
+            }
+        }
+    }
+
+    async fn bytes(&self, sql: &'static str) -> Vec<Vec<u8>> {
+        match self {
+            Raw::Sqlite(p, _) => sqlx::query_scalar(sql).fetch_all(p).await.unwrap(),
+            Raw::Postgres(p, _) => sqlx::query_scalar(sql).fetch_all(p).await.unwrap(),
+        }
+    }
+
+    async fn reopen(&self, key: &MasterKey) -> Result<Arc<dyn Store>, StoreError> {
+        Ok(match self {
+            Raw::Sqlite(_, path) => Arc::new(SqliteStore::open(path, key).await?),
+            Raw::Postgres(_, opts) => Arc::new(PostgresStore::open_with(opts.clone(), key).await?),
+        })
+    }
+}
+
+fn test_key() -> MasterKey {
+    MasterKey::from_hex(&SecretString::from("42".repeat(32))).unwrap()
+}
+
+async fn sqlite() -> Option<Harness> {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("crewgate.db");
+    let store = SqliteStore::open(&path, &test_key()).await.unwrap();
+    let raw = Raw::Sqlite(store.raw_pool().clone(), path);
+    Some(Harness { store: Arc::new(store), raw, _dir: Some(dir) })
+}
+
+async fn postgres() -> Option<Harness> {
+    let Ok(url) = std::env::var("TEST_DATABASE_URL") else {
+        if std::env::var("CREWGATE_REQUIRE_POSTGRES").is_ok_and(|v| v == "1") {
+            panic!("CREWGATE_REQUIRE_POSTGRES=1 but TEST_DATABASE_URL is not set");
+        }
+        eprintln!("note: TEST_DATABASE_URL not set; skipping the PostgreSQL half (run `cargo xtask test`)");
+        return None;
+    };
+    // Each test gets its own schema, so tests run in parallel without seeing each other.
+    let schema = format!("t_{}", uuid_like());
+    let base = sqlx::postgres::PgConnectOptions::from_str(&url).unwrap();
+    let admin = sqlx::PgPool::connect_with(base.clone()).await.unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}"))).execute(&admin).await.unwrap();
+    admin.close().await;
+    let opts = base.options([("search_path", schema.as_str())]);
+    let store = PostgresStore::open_with(opts.clone(), &test_key()).await.unwrap();
+    let raw = Raw::Postgres(store.raw_pool().clone(), opts);
+    Some(Harness { store: Arc::new(store), raw, _dir: None })
+}
+
+fn uuid_like() -> String {
+    let t = IssuedToken::generate(TokenKind::Invite);
+    t.hash.as_str()[..16].to_owned()
+}
+
+/// Declares each conformance test once per backend.
+macro_rules! conformance {
+    ($($name:ident),+ $(,)?) => {
+        mod sqlite_backend {
+            $( #[tokio::test] async fn $name() { if let Some(h) = super::sqlite().await { super::$name(h).await } } )+
+        }
+        mod postgres_backend {
+            $( #[tokio::test] async fn $name() { if let Some(h) = super::postgres().await { super::$name(h).await } } )+
+        }
+    };
+}
+
+conformance!(
+    users_round_trip_and_unique_email,
+    agents_round_trip_conflicts_and_soft_delete,
+    tokens_resolve_revoke_rotate_expire,
+    sessions_and_messages_are_scoped_by_agent,
+    sealed_message_copied_to_another_row_does_not_open,
+    sealed_secret_copied_to_another_owner_does_not_open,
+    wrong_master_key_is_refused,
+    audit_entries_are_scoped,
+    concurrent_writes_all_land,
+);
+
+fn member(email: &str) -> NewUser {
+    NewUser { email: email.into(), name: None, role: Role::Member, status: UserStatus::Active }
+}
+
+fn worker(id: &str, owner: Option<crewgate_core::UserId>) -> NewAgent {
+    NewAgent {
+        id: AgentId::parse(id).unwrap(),
+        kind: AgentKind::Worker,
+        owner,
+        name: id.into(),
+        settings: serde_json::json!({"model": "m"}),
+    }
+}
+
+fn user_token(user: &crewgate_core::UserId, agent: &AgentId) -> (IssuedToken, NewToken) {
+    let t = IssuedToken::generate(TokenKind::User);
+    let new = NewToken {
+        kind: TokenKind::User,
+        hash: t.hash.clone(),
+        display: t.display.clone(),
+        label: Some("test".into()),
+        user_id: Some(user.clone()),
+        agent_id: Some(agent.clone()),
+        expires_at: None,
+    };
+    (t, new)
+}
+
+async fn users_round_trip_and_unique_email(h: Harness) {
+    let s = &h.store;
+    let alice = s.create_user(member(" Alice@Company.com ")).await.unwrap();
+    assert_eq!(alice.email, "alice@company.com");
+    assert_eq!(s.get_user(&alice.id).await.unwrap().unwrap(), alice);
+    assert_eq!(s.find_user_by_email("ALICE@company.com").await.unwrap().unwrap().id, alice.id);
+    let dup = s.create_user(member("alice@company.com")).await.unwrap_err();
+    assert!(matches!(dup, StoreError::Conflict(_)), "{dup:?}");
+    let bob = s.create_user(member("bob@company.com")).await.unwrap();
+    s.set_user_status(&bob.id, UserStatus::Suspended).await.unwrap();
+    let all = s.list_users().await.unwrap();
+    assert_eq!(all.len(), 2);
+    assert_eq!(all.iter().find(|u| u.id == bob.id).unwrap().status, UserStatus::Suspended);
+    let ghost = crewgate_core::UserId::generate();
+    assert!(s.get_user(&ghost).await.unwrap().is_none());
+    assert!(matches!(s.set_user_status(&ghost, UserStatus::Active).await, Err(StoreError::NotFound(_))));
+}
+
+async fn agents_round_trip_conflicts_and_soft_delete(h: Harness) {
+    let s = &h.store;
+    let alice = s.create_user(member("alice@company.com")).await.unwrap();
+    let a = s.create_agent(worker("alice-company-com", Some(alice.id.clone()))).await.unwrap();
+    assert_eq!(s.get_agent(&a.id).await.unwrap().unwrap(), a);
+    assert_eq!(a.settings["model"], "m");
+    assert_eq!(s.worker_of_user(&alice.id).await.unwrap().unwrap().id, a.id);
+    let dup = s.create_agent(worker("alice-company-com", None)).await.unwrap_err();
+    assert!(matches!(dup, StoreError::Conflict(_)), "{dup:?}");
+    s.create_agent(worker("shared", None)).await.unwrap();
+    assert_eq!(s.count_agents().await.unwrap(), 2);
+
+    let (t, new) = user_token(&alice.id, &a.id);
+    s.insert_token(new).await.unwrap();
+    assert!(s.delete_agent(&a.id).await.unwrap());
+    assert!(!s.delete_agent(&a.id).await.unwrap(), "second delete reports nothing deleted");
+    assert!(s.get_agent(&a.id).await.unwrap().is_none());
+    assert!(s.agent_id_taken(&a.id).await.unwrap(), "deleted ids are never reused");
+    assert_eq!(s.list_agents().await.unwrap().len(), 1);
+    assert!(s.resolve_token(&t.hash, now_millis()).await.unwrap().is_none(), "delete revokes tokens");
+}
+
+async fn tokens_resolve_revoke_rotate_expire(h: Harness) {
+    let s = &h.store;
+    let alice = s.create_user(member("alice@company.com")).await.unwrap();
+    let a = s.create_agent(worker("alice", Some(alice.id.clone()))).await.unwrap();
+    let now = now_millis();
+
+    let (t1, new1) = user_token(&alice.id, &a.id);
+    let info1 = s.insert_token(new1.clone()).await.unwrap();
+    let got = s.resolve_token(&t1.hash, now).await.unwrap().unwrap();
+    assert_eq!(got.id, info1.id);
+    assert_eq!(got.agent_id.as_ref(), Some(&a.id));
+    assert!(matches!(s.insert_token(new1).await, Err(StoreError::Conflict(_))));
+    assert!(s.resolve_token(&TokenHash::of("cgu_nope"), now).await.unwrap().is_none());
+
+    let (t2, new2) = user_token(&alice.id, &a.id);
+    let info2 = s.rotate_token(&info1.id, new2, now).await.unwrap();
+    assert!(s.resolve_token(&t1.hash, now).await.unwrap().is_none(), "old token dies at rotation");
+    assert_eq!(s.resolve_token(&t2.hash, now).await.unwrap().unwrap().id, info2.id);
+    let (_, new3) = user_token(&alice.id, &a.id);
+    assert!(matches!(s.rotate_token(&info1.id, new3, now).await, Err(StoreError::NotFound(_))));
+
+    assert!(s.revoke_token(&info2.id, now).await.unwrap());
+    assert!(!s.revoke_token(&info2.id, now).await.unwrap());
+    assert!(s.resolve_token(&t2.hash, now).await.unwrap().is_none());
+    assert!(s.get_token(&info2.id).await.unwrap().unwrap().revoked_at.is_some());
+
+    let (t4, mut new4) = user_token(&alice.id, &a.id);
+    new4.expires_at = Some(now + 1000);
+    s.insert_token(new4).await.unwrap();
+    assert!(s.resolve_token(&t4.hash, now).await.unwrap().is_some());
+    assert!(s.resolve_token(&t4.hash, now + 1000).await.unwrap().is_none(), "expired token refused");
+
+    let bob = s.create_user(member("bob@company.com")).await.unwrap();
+    let b = s.create_agent(worker("bob", Some(bob.id.clone()))).await.unwrap();
+    s.insert_token(user_token(&bob.id, &b.id).1).await.unwrap();
+    let alices = s.list_tokens(TokenScope::User(alice.id.clone())).await.unwrap();
+    assert_eq!(alices.len(), 3);
+    assert!(alices.iter().all(|t| t.user_id.as_ref() == Some(&alice.id)));
+    assert_eq!(s.list_tokens(TokenScope::All).await.unwrap().len(), 4);
+    assert_eq!(s.count_live_tokens(TokenKind::User).await.unwrap(), 2);
+    for t in s.list_tokens(TokenScope::All).await.unwrap() {
+        let json = serde_json::to_string(&t).unwrap();
+        assert!(!json.contains(t1.secret.expose_secret()) && !json.contains(t2.secret.expose_secret()));
+    }
+}
+
+async fn sessions_and_messages_are_scoped_by_agent(h: Harness) {
+    let s = &h.store;
+    let a = s.create_agent(worker("alice", None)).await.unwrap();
+    let b = s.create_agent(worker("bob", None)).await.unwrap();
+    let sa = s.create_session(&a.id, "first").await.unwrap();
+    s.append_message(&a.id, &sa.id, "user", "hello ünïcode").await.unwrap();
+    s.append_message(&a.id, &sa.id, "assistant", "hi").await.unwrap();
+    let msgs = s.list_messages(&a.id, &sa.id).await.unwrap();
+    assert_eq!(msgs.iter().map(|m| m.body.as_str()).collect::<Vec<_>>(), ["hello ünïcode", "hi"]);
+    assert_eq!(s.list_sessions(&a.id).await.unwrap().len(), 1);
+
+    // Bob's agent can neither see nor write Alice's session.
+    assert!(s.get_session(&b.id, &sa.id).await.unwrap().is_none());
+    assert!(s.list_messages(&b.id, &sa.id).await.unwrap().is_empty());
+    assert!(matches!(s.append_message(&b.id, &sa.id, "user", "x").await, Err(StoreError::NotFound(_))));
+    assert!(s.list_sessions(&b.id).await.unwrap().is_empty());
+    assert_eq!(s.list_messages(&a.id, &sa.id).await.unwrap().len(), 2);
+}
+
+async fn sealed_message_copied_to_another_row_does_not_open(h: Harness) {
+    let s = &h.store;
+    let a = s.create_agent(worker("alice", None)).await.unwrap();
+    let sess = s.create_session(&a.id, "t").await.unwrap();
+    s.append_message(&a.id, &sess.id, "user", "first secret").await.unwrap();
+    s.append_message(&a.id, &sess.id, "user", "second").await.unwrap();
+    // Bodies are not stored in clear.
+    let raw = h.raw.bytes("SELECT body FROM messages").await;
+    assert_eq!(raw.len(), 2);
+    assert!(raw.iter().all(|b| !b.windows(6).any(|w| w == b"secret")));
+    // Copy the first row's ciphertext over the second row.
+    h.raw
+        .exec("UPDATE messages SET body = (SELECT body FROM messages ORDER BY id LIMIT 1) WHERE id = (SELECT id FROM messages ORDER BY id DESC LIMIT 1)")
+        .await;
+    let err = s.list_messages(&a.id, &sess.id).await.unwrap_err();
+    assert!(matches!(err, StoreError::Seal(crewgate_core::SealError::Open)), "{err:?}");
+}
+
+async fn sealed_secret_copied_to_another_owner_does_not_open(h: Harness) {
+    let s = &h.store;
+    s.put_secret("alice", "google", &SecretString::from("refresh-a")).await.unwrap();
+    s.put_secret("bob", "google", &SecretString::from("refresh-b")).await.unwrap();
+    assert_eq!(s.get_secret("alice", "google").await.unwrap().unwrap().expose_secret(), "refresh-a");
+    s.put_secret("alice", "google", &SecretString::from("refresh-a2")).await.unwrap();
+    assert_eq!(s.get_secret("alice", "google").await.unwrap().unwrap().expose_secret(), "refresh-a2");
+    assert!(s.get_secret("carol", "google").await.unwrap().is_none());
+    h.raw
+        .exec("UPDATE secrets SET value = (SELECT value FROM secrets WHERE owner = 'alice') WHERE owner = 'bob'")
+        .await;
+    let err = s.get_secret("bob", "google").await.unwrap_err();
+    assert!(matches!(err, StoreError::Seal(crewgate_core::SealError::Open)), "{err:?}");
+}
+
+async fn wrong_master_key_is_refused(h: Harness) {
+    h.store.put_secret("alice", "k", &SecretString::from("v")).await.unwrap();
+    let other = MasterKey::from_hex(&SecretString::from("43".repeat(32))).unwrap();
+    let err = h.raw.reopen(&other).await.unwrap_err();
+    assert!(matches!(err, StoreError::WrongMasterKey), "{err:?}");
+    assert!(err.to_string().contains("original MASTER_KEY"), "{err}");
+    // The right key still opens it.
+    let again = h.raw.reopen(&test_key()).await.unwrap();
+    assert_eq!(again.get_secret("alice", "k").await.unwrap().unwrap().expose_secret(), "v");
+}
+
+async fn audit_entries_are_scoped(h: Harness) {
+    let s = &h.store;
+    let alice = s.create_user(member("alice@company.com")).await.unwrap();
+    let bob = s.create_user(member("bob@company.com")).await.unwrap();
+    for (u, action) in [(&alice, "a1"), (&bob, "b1"), (&alice, "a2")] {
+        s.append_audit(NewAudit {
+            actor: "admin:x".into(),
+            user_id: Some(u.id.clone()),
+            agent_id: None,
+            action: action.into(),
+            detail: serde_json::json!({"n": action}),
+        })
+        .await
+        .unwrap();
+    }
+    let mine = s.list_audit(AuditScope::User(alice.id.clone()), 100).await.unwrap();
+    assert_eq!(mine.iter().map(|e| e.action.as_str()).collect::<Vec<_>>(), ["a2", "a1"]);
+    assert_eq!(s.list_audit(AuditScope::All, 100).await.unwrap().len(), 3);
+    assert_eq!(s.list_audit(AuditScope::All, 1).await.unwrap().len(), 1);
+    assert_eq!(mine[0].detail["n"], "a2");
+}
+
+async fn concurrent_writes_all_land(h: Harness) {
+    let a = h.store.create_agent(worker("alice", None)).await.unwrap();
+    let sess = h.store.create_session(&a.id, "t").await.unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..40 {
+        let s = h.store.clone();
+        let (agent, session) = (a.id.clone(), sess.id.clone());
+        tasks.push(tokio::spawn(async move {
+            s.append_message(&agent, &session, "user", &format!("m{i}")).await.unwrap();
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let msgs = h.store.list_messages(&a.id, &sess.id).await.unwrap();
+    let mut bodies: Vec<_> = msgs.iter().map(|m| m.body.clone()).collect();
+    bodies.sort();
+    let mut want: Vec<_> = (0..40).map(|i| format!("m{i}")).collect();
+    want.sort();
+    assert_eq!(bodies, want);
+}
