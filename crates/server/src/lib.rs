@@ -1,0 +1,58 @@
+//! The HTTP face of crewgate: health/ready/metrics, the REST API under `/api/v1`, and (later) the
+//! dashboard and WebSocket. Every API handler takes an auth extractor, so no handler runs for an
+//! unauthenticated caller; scoping to the caller's own user and agent happens in the handler with
+//! the typed [`crewgate_core::Principal`].
+
+pub mod auth;
+pub mod bootstrap;
+pub mod error;
+mod metrics;
+pub mod ops;
+mod routes;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use crewgate_store::Store;
+use std::sync::Arc;
+use std::time::Instant;
+
+pub use error::ApiError;
+pub use metrics::Metrics;
+
+/// Largest accepted request body.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// Everything handlers share. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub store: Arc<dyn Store>,
+    pub metrics: Arc<Metrics>,
+    pub started: Instant,
+}
+
+impl AppState {
+    pub fn new(store: Arc<dyn Store>) -> Self {
+        Self { store, metrics: Arc::new(Metrics::default()), started: Instant::now() }
+    }
+}
+
+/// The complete application router.
+pub fn router(state: AppState) -> Router {
+    routes::router()
+        .layer(axum::middleware::from_fn_with_state(state.clone(), metrics::count_requests))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer::new([
+            axum::http::header::AUTHORIZATION,
+            axum::http::header::COOKIE,
+        ]))
+        .with_state(state)
+}
+
+/// Serves until `shutdown` resolves, then finishes in-flight requests.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, app).with_graceful_shutdown(shutdown).await
+}
