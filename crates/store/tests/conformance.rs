@@ -24,7 +24,7 @@ struct Harness {
 
 enum Raw {
     Sqlite(sqlx::SqlitePool, std::path::PathBuf),
-    Postgres(sqlx::PgPool, sqlx::postgres::PgConnectOptions),
+    Postgres(sqlx::PgPool, Box<sqlx::postgres::PgConnectOptions>),
 }
 
 impl Raw {
@@ -49,7 +49,7 @@ impl Raw {
     async fn reopen(&self, key: &MasterKey) -> Result<Arc<dyn Store>, StoreError> {
         Ok(match self {
             Raw::Sqlite(_, path) => Arc::new(SqliteStore::open(path, key).await?),
-            Raw::Postgres(_, opts) => Arc::new(PostgresStore::open_with(opts.clone(), key).await?),
+            Raw::Postgres(_, opts) => Arc::new(PostgresStore::open_with((**opts).clone(), key).await?),
         })
     }
 }
@@ -82,7 +82,7 @@ async fn postgres() -> Option<Harness> {
     admin.close().await;
     let opts = base.options([("search_path", schema.as_str())]);
     let store = PostgresStore::open_with(opts.clone(), &test_key()).await.unwrap();
-    let raw = Raw::Postgres(store.raw_pool().clone(), opts);
+    let raw = Raw::Postgres(store.raw_pool().clone(), Box::new(opts));
     Some(Harness { store: Arc::new(store), raw, _dir: None })
 }
 
