@@ -320,3 +320,47 @@ fn config_check_reports_file_line_col() {
     let out = Command::new(BIN).args(["init", "--config"]).arg(&good).output().unwrap();
     assert!(!out.status.success(), "init must not overwrite without --force");
 }
+
+#[tokio::test]
+async fn tokens_never_reach_the_logs_even_at_trace_level() {
+    let dir = tempfile::tempdir().unwrap();
+    let log_path = dir.path().join("stderr.log");
+    let mut child = Command::new(BIN)
+        .args(["gateway", "--bind", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path().join("data"))
+        .env("RUST_LOG", "trace")
+        .env_remove("MASTER_KEY")
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&log_path).unwrap())
+        .spawn()
+        .unwrap();
+    let mut token = String::new();
+    let mut base = String::new();
+    for line in BufReader::new(child.stdout.take().unwrap()).lines() {
+        let line = line.unwrap();
+        if let Some(t) = line.strip_prefix("admin token: ") {
+            token = t.to_owned();
+        }
+        if let Some(rest) = line.strip_prefix("listening on ") {
+            base = rest.split_whitespace().next().unwrap().to_owned();
+            break;
+        }
+    }
+    wait_ready(&base).await;
+    assert_eq!(status(&base, "/api/v1/me", &token).await, 200);
+    let body = r#"{"kind":"user","agentId":"x"}"#;
+    let _ = reqwest::Client::new()
+        .post(format!("{base}/api/v1/tokens"))
+        .bearer_auth(&token)
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(status(&base, "/api/v1/me", &format!("{token}x")).await, 401);
+    Command::new("kill").arg("-TERM").arg(child.id().to_string()).status().unwrap();
+    child.wait().unwrap();
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    assert!(log.len() > 1000, "expected trace output, got {} bytes", log.len());
+    assert!(!log.contains(&token[4..]), "the admin token appears in the logs");
+}
