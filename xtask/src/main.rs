@@ -54,12 +54,16 @@ fn run_suites(root: &Path, pg: &Postgres, extra: &[String]) -> Result<()> {
     let nextest = Command::new("cargo").args(["nextest", "--version"]).stdout(Stdio::null()).status();
     let mut cmd = Command::new("cargo");
     if nextest.is_ok_and(|s| s.success()) {
-        cmd.args(["nextest", "run", "--workspace", "--no-fail-fast"]);
+        cmd.args(["nextest", "run", "--no-fail-fast"]);
     } else {
         eprintln!(
             "xtask: cargo-nextest not found, falling back to cargo test (install: cargo install cargo-nextest)"
         );
-        cmd.args(["test", "--workspace", "--no-fail-fast"]);
+        cmd.args(["test", "--no-fail-fast"]);
+    }
+    // `-p NAME` narrows the run to some packages; otherwise the whole workspace runs.
+    if !extra.iter().any(|a| a == "-p" || a == "--package" || a.starts_with("--package=")) {
+        cmd.arg("--workspace");
     }
     cmd.args(extra).current_dir(root).env("TEST_DATABASE_URL", &pg.url).env("CREWGATE_REQUIRE_POSTGRES", "1");
     check(cmd.status().context("running cargo")?, "Rust test suite")?;

@@ -5,6 +5,7 @@ pub mod ids;
 pub mod keys;
 pub mod model;
 pub mod principal;
+pub mod proposal;
 pub mod token;
 
 pub use ids::{AgentId, IdError, UserId, agent_id_from_email};
@@ -13,6 +14,7 @@ pub use keys::{
 };
 pub use model::{Agent, AgentKind, AuditEntry, Role, TokenInfo, User, UserStatus};
 pub use principal::Principal;
+pub use proposal::{Decision, Proposal, ProposalState, canonical_json, fingerprint};
 pub use token::{IssuedToken, TokenError, TokenHash, TokenKind};
 
 /// Milliseconds since the Unix epoch; the one time representation stored everywhere so SQLite and

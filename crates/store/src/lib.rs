@@ -9,6 +9,7 @@
 //! - nothing is cached in the process: a revoked token is refused on the very next lookup, by every
 //!   replica.
 
+pub mod approvals;
 mod backend;
 pub mod master_key;
 
@@ -136,6 +137,8 @@ pub struct Session {
     pub updated_at: Millis,
 }
 
+/// One stored chat message. `role` is one of [`MessageRole`]'s texts for messages written through
+/// [`Store::append_messages`]; tool metadata is sealed like the body.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Message {
     pub id: String,
@@ -143,10 +146,75 @@ pub struct Message {
     pub role: String,
     pub body: String,
     pub created_at: Millis,
+    /// Tool calls of an assistant message.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tool_calls: Vec<StoredToolCall>,
+    /// For a `tool` message: the call it answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_call_id: Option<String>,
+    /// For a `tool` message: the tool that answered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_name: Option<String>,
+}
+
+/// A tool call as the model made it (arguments exactly as sent, normally JSON).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredToolCall {
+    pub id: String,
+    pub name: String,
+    pub arguments: String,
+}
+
+/// Who wrote a message. `Error` records a failed turn for the person; it is never sent to a model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MessageRole {
+    User,
+    Assistant,
+    Tool,
+    Error,
+}
+
+impl MessageRole {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            MessageRole::User => "user",
+            MessageRole::Assistant => "assistant",
+            MessageRole::Tool => "tool",
+            MessageRole::Error => "error",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "user" => Some(MessageRole::User),
+            "assistant" => Some(MessageRole::Assistant),
+            "tool" => Some(MessageRole::Tool),
+            "error" => Some(MessageRole::Error),
+            _ => None,
+        }
+    }
+}
+
+/// A message to append.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewMessage {
+    pub role: MessageRole,
+    pub body: String,
+    pub tool_calls: Vec<StoredToolCall>,
+    pub tool_call_id: Option<String>,
+    pub tool_name: Option<String>,
+}
+
+impl NewMessage {
+    /// A plain text message.
+    pub fn text(role: MessageRole, body: impl Into<String>) -> Self {
+        Self { role, body: body.into(), tool_calls: Vec::new(), tool_call_id: None, tool_name: None }
+    }
 }
 
 #[async_trait]
-pub trait Store: Send + Sync + std::fmt::Debug {
+pub trait Store: approvals::ApprovalStore + Send + Sync + std::fmt::Debug {
     fn backend(&self) -> Backend;
     /// Cheap round trip to the database; `/ready` uses it.
     async fn ping(&self) -> Result<()>;
@@ -183,7 +251,25 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn get_session(&self, agent: &AgentId, id: &str) -> Result<Option<Session>>;
     async fn append_message(&self, agent: &AgentId, session: &str, role: &str, body: &str)
     -> Result<Message>;
+    /// Every message of a live session, oldest first (empty for a deleted or foreign session).
     async fn list_messages(&self, agent: &AgentId, session: &str) -> Result<Vec<Message>>;
+    /// The newest `limit` messages of a live session, oldest first.
+    async fn recent_messages(&self, agent: &AgentId, session: &str, limit: i64) -> Result<Vec<Message>>;
+    /// Appends several messages atomically (all or none), in order; fails with
+    /// [`StoreError::NotFound`] when the session is not a live session of `agent`.
+    async fn append_messages(
+        &self,
+        agent: &AgentId,
+        session: &str,
+        messages: &[NewMessage],
+    ) -> Result<Vec<Message>>;
+    /// Renames a live session; `None` when it is not a live session of `agent`.
+    async fn rename_session(&self, agent: &AgentId, id: &str, title: &str) -> Result<Option<Session>>;
+    /// Soft-deletes a session: it and its messages disappear from every listing; rows stay.
+    async fn delete_session(&self, agent: &AgentId, id: &str) -> Result<bool>;
+    /// The live session of `agent` bound to an API client's key, created (with `title`) when there
+    /// is none. Concurrent calls with one key get the same session.
+    async fn session_for_key(&self, agent: &AgentId, key: &str, title: &str) -> Result<Session>;
 
     /// Stores a secret sealed to `(owner, name)`.
     async fn put_secret(&self, owner: &str, name: &str, value: &SecretString) -> Result<()>;

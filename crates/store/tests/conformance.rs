@@ -8,8 +8,8 @@ use crewgate_core::{
     AgentId, AgentKind, IssuedToken, MasterKey, Role, TokenKind, UserStatus, now_millis, token::TokenHash,
 };
 use crewgate_store::{
-    AuditScope, NewAgent, NewAudit, NewToken, NewUser, PostgresStore, SqliteStore, Store, StoreError,
-    TokenScope,
+    AuditScope, MessageRole, NewAgent, NewAudit, NewMessage, NewToken, NewUser, PostgresStore, SqliteStore,
+    Store, StoreError, StoredToolCall, TokenScope,
 };
 use secrecy::{ExposeSecret, SecretString};
 use std::str::FromStr;
@@ -113,6 +113,17 @@ conformance!(
     wrong_master_key_is_refused,
     audit_entries_are_scoped,
     concurrent_writes_all_land,
+    sessions_rename_and_soft_delete_are_scoped,
+    tool_messages_round_trip_sealed,
+    append_messages_is_all_or_nothing,
+    session_for_key_is_stable_scoped_and_race_free,
+    proposals_number_seal_and_scope,
+    concurrent_approvals_move_a_proposal_once,
+    proposal_transitions_are_guarded,
+    expired_proposals_are_swept_once,
+    grants_round_trip_and_count_uses,
+    audit_chain_detects_a_modified_row,
+    concurrent_audit_appends_keep_one_chain,
 );
 
 fn member(email: &str) -> NewUser {
@@ -334,4 +345,344 @@ async fn concurrent_writes_all_land(h: Harness) {
     let mut want: Vec<_> = (0..40).map(|i| format!("m{i}")).collect();
     want.sort();
     assert_eq!(bodies, want);
+}
+
+async fn sessions_rename_and_soft_delete_are_scoped(h: Harness) {
+    let s = &h.store;
+    let a = s.create_agent(worker("alice", None)).await.unwrap();
+    let b = s.create_agent(worker("bob", None)).await.unwrap();
+    let keep = s.create_session(&a.id, "keep").await.unwrap();
+    let gone = s.create_session(&a.id, "gone").await.unwrap();
+    s.append_message(&a.id, &gone.id, "user", "to be hidden").await.unwrap();
+
+    assert!(s.rename_session(&b.id, &keep.id, "hijack").await.unwrap().is_none());
+    let renamed = s.rename_session(&a.id, &keep.id, "Renamed ✓").await.unwrap().unwrap();
+    assert_eq!(renamed.title, "Renamed ✓");
+    assert_eq!(s.get_session(&a.id, &keep.id).await.unwrap().unwrap().title, "Renamed ✓");
+
+    assert!(!s.delete_session(&b.id, &gone.id).await.unwrap(), "another agent cannot delete it");
+    assert!(s.delete_session(&a.id, &gone.id).await.unwrap());
+    assert!(!s.delete_session(&a.id, &gone.id).await.unwrap(), "deleting twice is a no-op");
+    assert!(s.get_session(&a.id, &gone.id).await.unwrap().is_none());
+    assert_eq!(
+        s.list_sessions(&a.id).await.unwrap().iter().map(|x| x.id.as_str()).collect::<Vec<_>>(),
+        [keep.id.as_str()]
+    );
+    assert!(s.list_messages(&a.id, &gone.id).await.unwrap().is_empty());
+    assert!(s.recent_messages(&a.id, &gone.id, 10).await.unwrap().is_empty());
+    assert!(matches!(s.append_message(&a.id, &gone.id, "user", "x").await, Err(StoreError::NotFound(_))));
+    assert!(s.rename_session(&a.id, &gone.id, "back").await.unwrap().is_none());
+    // Soft: the row is still there.
+    let raw = h.raw.bytes("SELECT body FROM messages").await;
+    assert_eq!(raw.len(), 1);
+}
+
+async fn tool_messages_round_trip_sealed(h: Harness) {
+    let s = &h.store;
+    let a = s.create_agent(worker("alice", None)).await.unwrap();
+    let sess = s.create_session(&a.id, "t").await.unwrap();
+    let call = StoredToolCall {
+        id: "call_1".into(),
+        name: "calendar_list".into(),
+        arguments: r#"{"query":"confidential-arg"}"#.into(),
+    };
+    let written = s
+        .append_messages(
+            &a.id,
+            &sess.id,
+            &[
+                NewMessage::text(MessageRole::User, "what's on my calendar?"),
+                NewMessage {
+                    role: MessageRole::Assistant,
+                    body: String::new(),
+                    tool_calls: vec![call.clone()],
+                    tool_call_id: None,
+                    tool_name: None,
+                },
+                NewMessage {
+                    role: MessageRole::Tool,
+                    body: "standup at 9".into(),
+                    tool_calls: Vec::new(),
+                    tool_call_id: Some("call_1".into()),
+                    tool_name: Some("calendar_list".into()),
+                },
+                NewMessage::text(MessageRole::Assistant, "You have standup at 9."),
+            ],
+        )
+        .await
+        .unwrap();
+    assert_eq!(written.len(), 4);
+    let all = s.list_messages(&a.id, &sess.id).await.unwrap();
+    assert_eq!(all, written, "what was returned on append is what is read back");
+    assert_eq!(
+        all.iter().map(|m| m.role.as_str()).collect::<Vec<_>>(),
+        ["user", "assistant", "tool", "assistant"]
+    );
+    assert_eq!(all[1].tool_calls, vec![call]);
+    assert_eq!(all[2].tool_call_id.as_deref(), Some("call_1"));
+    assert_eq!(all[2].tool_name.as_deref(), Some("calendar_list"));
+    assert!(all[0].tool_calls.is_empty() && all[0].tool_call_id.is_none());
+
+    let recent = s.recent_messages(&a.id, &sess.id, 2).await.unwrap();
+    assert_eq!(
+        recent.iter().map(|m| m.body.as_str()).collect::<Vec<_>>(),
+        ["standup at 9", "You have standup at 9."]
+    );
+    assert_eq!(s.recent_messages(&a.id, &sess.id, 100).await.unwrap().len(), 4);
+
+    // Tool metadata is sealed, and bound to its row.
+    let metas = h.raw.bytes("SELECT meta FROM messages WHERE meta IS NOT NULL").await;
+    assert_eq!(metas.len(), 2);
+    assert!(metas.iter().all(|m| !m.windows(12).any(|w| w == b"confidential")));
+    h.raw
+        .exec("UPDATE messages SET meta = (SELECT meta FROM messages WHERE role = 'assistant' AND meta IS NOT NULL) WHERE role = 'tool'")
+        .await;
+    let err = s.list_messages(&a.id, &sess.id).await.unwrap_err();
+    assert!(matches!(err, StoreError::Seal(crewgate_core::SealError::Open)), "{err:?}");
+}
+
+async fn append_messages_is_all_or_nothing(h: Harness) {
+    let s = &h.store;
+    let a = s.create_agent(worker("alice", None)).await.unwrap();
+    let b = s.create_agent(worker("bob", None)).await.unwrap();
+    let sess = s.create_session(&a.id, "t").await.unwrap();
+    let batch = [NewMessage::text(MessageRole::User, "one"), NewMessage::text(MessageRole::Assistant, "two")];
+    let err = s.append_messages(&b.id, &sess.id, &batch).await.unwrap_err();
+    assert!(matches!(err, StoreError::NotFound(_)), "{err:?}");
+    assert!(matches!(
+        s.append_messages(&a.id, "no-such-session", &batch).await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(h.raw.bytes("SELECT body FROM messages").await.is_empty(), "nothing was written");
+    assert_eq!(s.append_messages(&a.id, &sess.id, &batch).await.unwrap().len(), 2);
+    assert!(s.append_messages(&a.id, &sess.id, &[]).await.unwrap().is_empty());
+}
+
+async fn session_for_key_is_stable_scoped_and_race_free(h: Harness) {
+    let s = &h.store;
+    let a = s.create_agent(worker("alice", None)).await.unwrap();
+    let b = s.create_agent(worker("bob", None)).await.unwrap();
+    let first = s.session_for_key(&a.id, "k1", "API chat").await.unwrap();
+    assert_eq!(first.title, "API chat");
+    assert_eq!(s.session_for_key(&a.id, "k1", "other title").await.unwrap(), first);
+    let bobs = s.session_for_key(&b.id, "k1", "API chat").await.unwrap();
+    assert_ne!(bobs.id, first.id, "keys are per agent");
+    assert_ne!(s.session_for_key(&a.id, "k2", "x").await.unwrap().id, first.id);
+
+    let mut tasks = Vec::new();
+    for _ in 0..12 {
+        let (st, agent) = (h.store.clone(), a.id.clone());
+        tasks.push(tokio::spawn(async move { st.session_for_key(&agent, "race", "r").await.unwrap().id }));
+    }
+    let mut ids = Vec::new();
+    for t in tasks {
+        ids.push(t.await.unwrap());
+    }
+    ids.dedup();
+    assert_eq!(ids.len(), 1, "concurrent callers share one session: {ids:?}");
+
+    // Deleting the session frees the key: the next call starts a fresh conversation.
+    assert!(s.delete_session(&a.id, &first.id).await.unwrap());
+    let fresh = s.session_for_key(&a.id, "k1", "API chat").await.unwrap();
+    assert_ne!(fresh.id, first.id);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Approvals: proposals, grants, audit chain.
+
+use crewgate_core::{Decision, ProposalState};
+use crewgate_store::approvals::{NewGrant, NewProposal, Transition};
+
+fn proposal(agent: &AgentId, to: &str) -> NewProposal {
+    NewProposal {
+        agent_id: agent.clone(),
+        session_id: None,
+        owner_id: None,
+        tool: "gmail_send".into(),
+        args: serde_json::json!({"to": to, "subject": "Quarterly numbers", "body": "confidential body"}),
+        summary: format!("Send email to {to}"),
+        trace_id: None,
+        expires_at: now_millis() + 60_000,
+    }
+}
+
+fn approve() -> Transition {
+    Transition {
+        decision: Some(Decision::Approved { by: "user:alice".into(), via: "rest".into() }),
+        ..Transition::new(ProposalState::Pending, ProposalState::Approved)
+    }
+}
+
+async fn proposals_number_seal_and_scope(h: Harness) {
+    let s = &h.store;
+    let a = s.create_agent(worker("alice", None)).await.unwrap();
+    let b = s.create_agent(worker("bob", None)).await.unwrap();
+    let p1 = s.create_proposal(proposal(&a.id, "x@y.com")).await.unwrap();
+    let p2 = s.create_proposal(proposal(&a.id, "z@y.com")).await.unwrap();
+    let q1 = s.create_proposal(proposal(&b.id, "x@y.com")).await.unwrap();
+    assert_eq!((p1.number, p2.number, q1.number), (1, 2, 1), "numbers are per agent");
+    assert_eq!(p1.fingerprint, crewgate_core::fingerprint("gmail_send", &p1.args));
+    assert_ne!(p1.idempotency_key, p2.idempotency_key);
+    let got = s.get_proposal(&a.id, &p1.id).await.unwrap().unwrap();
+    assert_eq!(got, p1);
+    assert_eq!(s.get_proposal_by_number(&a.id, 2).await.unwrap().unwrap().id, p2.id);
+    assert!(s.get_proposal(&b.id, &p1.id).await.unwrap().is_none(), "another agent's proposal is invisible");
+    assert!(s.transition_proposal(&b.id, &p1.id, approve()).await.unwrap().is_none(), "nor can it be moved");
+    assert_eq!(s.list_proposals(&a.id, Some(ProposalState::Pending), 10).await.unwrap().len(), 2);
+    let raw = h.raw.bytes("SELECT args FROM proposals").await;
+    assert!(raw.iter().all(|b| !b.windows(12).any(|w| w == b"confidential")), "args sealed at rest");
+    // Copying one proposal's sealed args into another row makes it unreadable, not swapped.
+    h.raw.exec("UPDATE proposals SET args = (SELECT args FROM proposals WHERE number = 1 AND agent_id = 'alice') WHERE number = 2 AND agent_id = 'alice'").await;
+    assert!(matches!(s.get_proposal(&a.id, &p2.id).await, Err(StoreError::Seal(_))));
+}
+
+async fn concurrent_approvals_move_a_proposal_once(h: Harness) {
+    let a = h.store.create_agent(worker("alice", None)).await.unwrap();
+    let p = h.store.create_proposal(proposal(&a.id, "x@y.com")).await.unwrap();
+    let mut tasks = Vec::new();
+    for _ in 0..16 {
+        let (s, agent, id) = (h.store.clone(), a.id.clone(), p.id.clone());
+        tasks.push(tokio::spawn(async move {
+            s.transition_proposal(&agent, &id, approve()).await.unwrap().is_some()
+        }));
+    }
+    let mut winners = 0;
+    for t in tasks {
+        winners += usize::from(t.await.unwrap());
+    }
+    assert_eq!(winners, 1, "exactly one approval wins");
+    let got = h.store.get_proposal(&a.id, &p.id).await.unwrap().unwrap();
+    assert_eq!(got.state, ProposalState::Approved);
+    assert!(matches!(got.decision, Some(Decision::Approved { .. })));
+}
+
+async fn proposal_transitions_are_guarded(h: Harness) {
+    let s = &h.store;
+    let a = s.create_agent(worker("alice", None)).await.unwrap();
+    let p = s.create_proposal(proposal(&a.id, "x@y.com")).await.unwrap();
+    // Skipping approval is refused outright.
+    let skip = Transition::new(ProposalState::Pending, ProposalState::Executing);
+    assert!(matches!(s.transition_proposal(&a.id, &p.id, skip).await, Err(StoreError::Conflict(_))));
+    // A stale fingerprint does not approve.
+    let stale = Transition { fingerprint: Some("00".repeat(32)), ..approve() };
+    assert!(s.transition_proposal(&a.id, &p.id, stale).await.unwrap().is_none());
+    let ok = Transition { fingerprint: Some(p.fingerprint.clone()), ..approve() };
+    assert!(s.transition_proposal(&a.id, &p.id, ok).await.unwrap().is_some());
+    let exec = Transition::new(ProposalState::Approved, ProposalState::Executing);
+    assert!(s.transition_proposal(&a.id, &p.id, exec.clone()).await.unwrap().is_some());
+    assert!(s.transition_proposal(&a.id, &p.id, exec).await.unwrap().is_none(), "never executes twice");
+    let done = Transition {
+        result: Some(serde_json::json!({"messageId": "m1"})),
+        ..Transition::new(ProposalState::Executing, ProposalState::Done)
+    };
+    let fin = s.transition_proposal(&a.id, &p.id, done).await.unwrap().unwrap();
+    assert_eq!(fin.state, ProposalState::Done);
+    assert_eq!(fin.result.unwrap()["messageId"], "m1");
+    assert!(matches!(fin.decision, Some(Decision::Approved { .. })), "decision kept");
+    assert!(s.proposals_in_state(ProposalState::Executing).await.unwrap().is_empty());
+
+    // Superseding an edited proposal links to its replacement; the old one can no longer be approved.
+    let old = s.create_proposal(proposal(&a.id, "a@y.com")).await.unwrap();
+    let new = s.create_proposal(proposal(&a.id, "b@y.com")).await.unwrap();
+    let sup = Transition {
+        superseded_by: Some(new.id.clone()),
+        ..Transition::new(ProposalState::Pending, ProposalState::Superseded)
+    };
+    assert_eq!(
+        s.transition_proposal(&a.id, &old.id, sup).await.unwrap().unwrap().superseded_by,
+        Some(new.id)
+    );
+    assert!(s.transition_proposal(&a.id, &old.id, approve()).await.unwrap().is_none());
+}
+
+async fn expired_proposals_are_swept_once(h: Harness) {
+    let s = &h.store;
+    let a = s.create_agent(worker("alice", None)).await.unwrap();
+    let mut short = proposal(&a.id, "x@y.com");
+    short.expires_at = now_millis() - 1;
+    let gone = s.create_proposal(short).await.unwrap();
+    let kept = s.create_proposal(proposal(&a.id, "z@y.com")).await.unwrap();
+    let swept = s.expire_proposals(now_millis()).await.unwrap();
+    assert_eq!(swept.iter().map(|p| p.id.as_str()).collect::<Vec<_>>(), [gone.id.as_str()]);
+    assert!(s.expire_proposals(now_millis()).await.unwrap().is_empty());
+    assert_eq!(s.get_proposal(&a.id, &kept.id).await.unwrap().unwrap().state, ProposalState::Pending);
+    assert!(s.transition_proposal(&a.id, &gone.id, approve()).await.unwrap().is_none());
+}
+
+async fn grants_round_trip_and_count_uses(h: Harness) {
+    let s = &h.store;
+    let a = s.create_agent(worker("alice", None)).await.unwrap();
+    let b = s.create_agent(worker("bob", None)).await.unwrap();
+    let mut m = serde_json::Map::new();
+    m.insert("to".into(), serde_json::json!("*@company.com"));
+    let g = s
+        .create_grant(NewGrant {
+            agent_id: a.id.clone(),
+            action: "gmail.send".into(),
+            match_args: m,
+            expires_at: None,
+            daily_cap: Some(5),
+            created_by: "user:alice".into(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(s.list_grants(&a.id).await.unwrap(), vec![g.clone()]);
+    assert!(s.list_grants(&b.id).await.unwrap().is_empty());
+    let p = s.create_proposal(proposal(&a.id, "x@company.com")).await.unwrap();
+    let auto = Transition {
+        decision: Some(Decision::Auto { grant_id: g.id.clone() }),
+        ..Transition::new(ProposalState::Pending, ProposalState::Approved)
+    };
+    s.transition_proposal(&a.id, &p.id, auto).await.unwrap().unwrap();
+    assert_eq!(s.grant_uses_since(&g.id, now_millis() - 86_400_000).await.unwrap(), 1);
+    assert_eq!(s.grant_uses_since("other", 0).await.unwrap(), 0);
+    assert!(!s.revoke_grant(&b.id, &g.id, now_millis()).await.unwrap(), "bob cannot revoke alice's grant");
+    assert!(s.revoke_grant(&a.id, &g.id, now_millis()).await.unwrap());
+    assert!(s.list_grants(&a.id).await.unwrap()[0].revoked_at.is_some());
+}
+
+async fn audit_chain_detects_a_modified_row(h: Harness) {
+    for i in 0..5 {
+        h.store
+            .append_audit(NewAudit {
+                actor: "admin:x".into(),
+                user_id: None,
+                agent_id: None,
+                action: format!("a{i}"),
+                detail: serde_json::json!({"i": i}),
+            })
+            .await
+            .unwrap();
+    }
+    let ok = h.store.verify_audit_chain().await.unwrap();
+    assert_eq!((ok.entries, ok.first_bad), (5, None));
+    h.raw.exec("UPDATE audit_log SET detail = '{\"i\":99}' WHERE action = 'a2'").await;
+    let bad = h.store.verify_audit_chain().await.unwrap();
+    assert!(bad.first_bad.is_some(), "tampering not detected: {bad:?}");
+    let all = h.store.list_audit(AuditScope::All, 100).await.unwrap();
+    let a2 = all.iter().find(|e| e.action == "a2").unwrap();
+    assert_eq!(bad.first_bad, Some(a2.id), "the first bad entry is the modified one");
+}
+
+async fn concurrent_audit_appends_keep_one_chain(h: Harness) {
+    let mut tasks = Vec::new();
+    for i in 0..30 {
+        let s = h.store.clone();
+        tasks.push(tokio::spawn(async move {
+            s.append_audit(NewAudit {
+                actor: "system".into(),
+                user_id: None,
+                agent_id: None,
+                action: format!("c{i}"),
+                detail: serde_json::json!({}),
+            })
+            .await
+            .unwrap()
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let report = h.store.verify_audit_chain().await.unwrap();
+    assert_eq!((report.entries, report.first_bad), (30, None));
 }

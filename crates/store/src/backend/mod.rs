@@ -5,8 +5,9 @@
 pub mod postgres;
 pub mod sqlite;
 
-use crate::{Result, StoreError};
+use crate::{NewMessage, Result, StoreError, StoredToolCall};
 use crewgate_core::{AgentId, AgentKind, Role, TokenKind, UserId, UserStatus};
+use serde::{Deserialize, Serialize};
 
 pub(crate) fn new_id() -> String {
     uuid::Uuid::now_v7().simple().to_string()
@@ -45,5 +46,38 @@ pub(crate) fn conflict_or(e: sqlx::Error, what: impl FnOnce() -> String) -> Stor
     match &e {
         sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict(what()),
         _ => StoreError::Db(e),
+    }
+}
+
+/// Tool metadata of a message, sealed as one JSON value in `messages.meta`.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub(crate) struct MessageMeta {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tool_calls: Vec<StoredToolCall>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_call_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_name: Option<String>,
+}
+
+impl MessageMeta {
+    /// The JSON to seal, or `None` for a plain text message (stored as NULL).
+    pub(crate) fn of(m: &NewMessage) -> Result<Option<Vec<u8>>> {
+        if m.tool_calls.is_empty() && m.tool_call_id.is_none() && m.tool_name.is_none() {
+            return Ok(None);
+        }
+        let meta = MessageMeta {
+            tool_calls: m.tool_calls.clone(),
+            tool_call_id: m.tool_call_id.clone(),
+            tool_name: m.tool_name.clone(),
+        };
+        serde_json::to_vec(&meta)
+            .map(Some)
+            .map_err(|e| StoreError::Corrupt(format!("message metadata does not serialise: {e}")))
+    }
+
+    pub(crate) fn parse(bytes: &[u8], id: &str) -> Result<Self> {
+        serde_json::from_slice(bytes)
+            .map_err(|e| StoreError::Corrupt(format!("metadata of message {id} is invalid: {e}")))
     }
 }

@@ -44,3 +44,4 @@ impl PostgresStore {
 }
 
 include!("shared.rs");
+include!("approvals_shared.rs");

@@ -2,10 +2,12 @@
 // each of which defines `Db`, `BACKEND` and a struct with `pool` and `sealer` fields.
 
 use super::{
-    conflict_or, new_id, parse_agent_id, parse_json, parse_kind, parse_role, parse_status,
+    MessageMeta, conflict_or, new_id, parse_agent_id, parse_json, parse_kind, parse_role, parse_status,
     parse_token_kind, parse_user_id,
 };
-use crate::{AuditScope, Message, NewAgent, NewAudit, NewToken, NewUser, Session, Store, TokenScope};
+use crate::{
+    AuditScope, Message, NewAgent, NewAudit, NewMessage, NewToken, NewUser, Session, Store, TokenScope,
+};
 use crewgate_core::{
     Agent, AgentId, AuditEntry, Millis, SealContext, TokenHash, TokenInfo, TokenKind, User, UserId,
     UserStatus, now_millis,
@@ -28,6 +30,11 @@ macro_rules! agent_columns {
 macro_rules! user_columns {
     () => {
         "id, email, name, role, status, created_at"
+    };
+}
+macro_rules! session_columns {
+    () => {
+        "id, agent_id, title, created_at, updated_at"
     };
 }
 macro_rules! audit_columns {
@@ -86,6 +93,10 @@ fn message_context<'a>(id: &'a str, agent: &'a AgentId) -> SealContext<'a> {
     SealContext { table: "messages", row_id: id, owner: agent.as_str() }
 }
 
+fn message_meta_context<'a>(id: &'a str, agent: &'a AgentId) -> SealContext<'a> {
+    SealContext { table: "messages.meta", row_id: id, owner: agent.as_str() }
+}
+
 fn secret_context<'a>(owner: &'a str, name: &'a str) -> SealContext<'a> {
     SealContext { table: "secrets", row_id: name, owner }
 }
@@ -97,6 +108,88 @@ impl std::fmt::Debug for Store_ {
 }
 
 impl Store_ {
+    /// Seals and inserts `(role, body, meta)` rows into a live session of `agent`, in one
+    /// transaction that also bumps the session's `updated_at`.
+    async fn append_rows(
+        &self,
+        agent: &AgentId,
+        session: &str,
+        rows: &[(&str, &str, Option<&[u8]>)],
+    ) -> crate::Result<Vec<Message>> {
+        let now = now_millis();
+        let mut prepared = Vec::with_capacity(rows.len());
+        for (_, body, meta) in rows {
+            let id = new_id();
+            let sealed = self.sealer.seal(message_context(&id, agent), body.as_bytes())?;
+            let sealed_meta =
+                meta.map(|m| self.sealer.seal(message_meta_context(&id, agent), m)).transpose()?;
+            prepared.push((id, sealed, sealed_meta));
+        }
+        let mut tx = self.pool.begin().await?;
+        // The session must belong to this agent: the scoping id is checked in the same statement.
+        let touched = sqlx::query("UPDATE sessions SET updated_at = $1 WHERE id = $2 AND agent_id = $3 AND deleted_at IS NULL")
+            .bind(now)
+            .bind(session)
+            .bind(agent.as_str())
+            .execute(&mut *tx)
+            .await?;
+        if touched.rows_affected() == 0 {
+            return Err(crate::StoreError::NotFound(format!("session {session}")));
+        }
+        for ((id, sealed, sealed_meta), (role, ..)) in prepared.iter().zip(rows) {
+            sqlx::query(
+                "INSERT INTO messages (id, session_id, agent_id, role, body, meta, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            )
+            .bind(id)
+            .bind(session)
+            .bind(agent.as_str())
+            .bind(*role)
+            .bind(sealed)
+            .bind(sealed_meta.as_deref())
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for ((id, ..), (role, body, meta)) in prepared.into_iter().zip(rows) {
+            let meta = meta.map(|m| MessageMeta::parse(m, &id)).transpose()?.unwrap_or_default();
+            out.push(Message {
+                id,
+                session_id: session.to_owned(),
+                role: (*role).to_owned(),
+                body: (*body).to_owned(),
+                created_at: now,
+                tool_calls: meta.tool_calls,
+                tool_call_id: meta.tool_call_id,
+                tool_name: meta.tool_name,
+            });
+        }
+        Ok(out)
+    }
+
+    fn message_from_row(&self, row: &DbRow, agent: &AgentId) -> crate::Result<Message> {
+        let id: String = row.try_get("id")?;
+        let sealed: Vec<u8> = row.try_get("body")?;
+        let plain = self.sealer.open(message_context(&id, agent), &sealed)?;
+        let body = String::from_utf8(plain)
+            .map_err(|e| crate::StoreError::Corrupt(format!("message {id} is not UTF-8: {e}")))?;
+        let meta = match row.try_get::<Option<Vec<u8>>, _>("meta")? {
+            Some(sealed) => MessageMeta::parse(&self.sealer.open(message_meta_context(&id, agent), &sealed)?, &id)?,
+            None => MessageMeta::default(),
+        };
+        Ok(Message {
+            session_id: row.try_get("session_id")?,
+            role: row.try_get("role")?,
+            created_at: row.try_get("created_at")?,
+            tool_calls: meta.tool_calls,
+            tool_call_id: meta.tool_call_id,
+            tool_name: meta.tool_name,
+            id,
+            body,
+        })
+    }
+
     /// Records the key check value on first open; afterwards refuses a different key.
     async fn check_key(&self, check: &str) -> crate::Result<()> {
         sqlx::query("INSERT INTO meta (key, value) VALUES ('key_check', $1) ON CONFLICT (key) DO NOTHING")
@@ -328,23 +421,14 @@ impl Store for Store_ {
     }
 
     async fn list_sessions(&self, agent: &AgentId) -> crate::Result<Vec<Session>> {
-        let rows = sqlx::query(
-            "SELECT id, agent_id, title, created_at, updated_at FROM sessions WHERE agent_id = $1 AND deleted_at IS NULL ORDER BY updated_at DESC, id DESC",
-        )
-        .bind(agent.as_str())
-        .fetch_all(&self.pool)
-        .await?;
+        let sql = concat!("SELECT ", session_columns!(), " FROM sessions WHERE agent_id = $1 AND deleted_at IS NULL ORDER BY updated_at DESC, id DESC");
+        let rows = sqlx::query(sql).bind(agent.as_str()).fetch_all(&self.pool).await?;
         rows.iter().map(session_from_row).collect()
     }
 
     async fn get_session(&self, agent: &AgentId, id: &str) -> crate::Result<Option<Session>> {
-        let row = sqlx::query(
-            "SELECT id, agent_id, title, created_at, updated_at FROM sessions WHERE id = $1 AND agent_id = $2 AND deleted_at IS NULL",
-        )
-        .bind(id)
-        .bind(agent.as_str())
-        .fetch_optional(&self.pool)
-        .await?;
+        let sql = concat!("SELECT ", session_columns!(), " FROM sessions WHERE id = $1 AND agent_id = $2 AND deleted_at IS NULL");
+        let row = sqlx::query(sql).bind(id).bind(agent.as_str()).fetch_optional(&self.pool).await?;
         row.as_ref().map(session_from_row).transpose()
     }
 
@@ -355,59 +439,103 @@ impl Store for Store_ {
         role: &str,
         body: &str,
     ) -> crate::Result<Message> {
-        let id = new_id();
-        let now = now_millis();
-        let sealed = self.sealer.seal(message_context(&id, agent), body.as_bytes())?;
-        let mut tx = self.pool.begin().await?;
-        // The session must belong to this agent: the scoping id is checked in the same statement.
-        let touched = sqlx::query("UPDATE sessions SET updated_at = $1 WHERE id = $2 AND agent_id = $3 AND deleted_at IS NULL")
-            .bind(now)
-            .bind(session)
-            .bind(agent.as_str())
-            .execute(&mut *tx)
-            .await?;
-        if touched.rows_affected() == 0 {
-            return Err(crate::StoreError::NotFound(format!("session {session}")));
-        }
-        sqlx::query(
-            "INSERT INTO messages (id, session_id, agent_id, role, body, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(&id)
-        .bind(session)
-        .bind(agent.as_str())
-        .bind(role)
-        .bind(&sealed)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(Message { id, session_id: session.to_owned(), role: role.to_owned(), body: body.to_owned(), created_at: now })
+        let mut out = self.append_rows(agent, session, &[(role, body, None)]).await?;
+        out.pop().ok_or_else(|| crate::StoreError::Corrupt("append returned no message".into()))
     }
 
     async fn list_messages(&self, agent: &AgentId, session: &str) -> crate::Result<Vec<Message>> {
         let rows = sqlx::query(
-            "SELECT id, session_id, role, body, created_at FROM messages WHERE session_id = $1 AND agent_id = $2 ORDER BY id",
+            "SELECT m.id, m.session_id, m.role, m.body, m.meta, m.created_at FROM messages m JOIN sessions s ON s.id = m.session_id AND s.agent_id = m.agent_id WHERE m.session_id = $1 AND m.agent_id = $2 AND s.deleted_at IS NULL ORDER BY m.id",
         )
         .bind(session)
         .bind(agent.as_str())
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|row| {
-                let id: String = row.try_get("id")?;
-                let sealed: Vec<u8> = row.try_get("body")?;
-                let plain = self.sealer.open(message_context(&id, agent), &sealed)?;
-                let body = String::from_utf8(plain)
-                    .map_err(|e| crate::StoreError::Corrupt(format!("message {id} is not UTF-8: {e}")))?;
-                Ok(Message {
-                    session_id: row.try_get("session_id")?,
-                    role: row.try_get("role")?,
-                    created_at: row.try_get("created_at")?,
-                    id,
-                    body,
-                })
-            })
-            .collect()
+        rows.iter().map(|row| self.message_from_row(row, agent)).collect()
+    }
+
+    async fn recent_messages(&self, agent: &AgentId, session: &str, limit: i64) -> crate::Result<Vec<Message>> {
+        let rows = sqlx::query(
+            "SELECT m.id, m.session_id, m.role, m.body, m.meta, m.created_at FROM messages m JOIN sessions s ON s.id = m.session_id AND s.agent_id = m.agent_id WHERE m.session_id = $1 AND m.agent_id = $2 AND s.deleted_at IS NULL ORDER BY m.id DESC LIMIT $3",
+        )
+        .bind(session)
+        .bind(agent.as_str())
+        .bind(limit.max(0))
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out = rows.iter().map(|row| self.message_from_row(row, agent)).collect::<crate::Result<Vec<_>>>()?;
+        out.reverse();
+        Ok(out)
+    }
+
+    async fn append_messages(
+        &self,
+        agent: &AgentId,
+        session: &str,
+        messages: &[NewMessage],
+    ) -> crate::Result<Vec<Message>> {
+        let metas = messages.iter().map(MessageMeta::of).collect::<crate::Result<Vec<_>>>()?;
+        let rows: Vec<(&str, &str, Option<&[u8]>)> = messages
+            .iter()
+            .zip(&metas)
+            .map(|(m, meta)| (m.role.as_str(), m.body.as_str(), meta.as_deref()))
+            .collect();
+        self.append_rows(agent, session, &rows).await
+    }
+
+    async fn rename_session(&self, agent: &AgentId, id: &str, title: &str) -> crate::Result<Option<Session>> {
+        let done = sqlx::query(
+            "UPDATE sessions SET title = $1, updated_at = $2 WHERE id = $3 AND agent_id = $4 AND deleted_at IS NULL",
+        )
+        .bind(title)
+        .bind(now_millis())
+        .bind(id)
+        .bind(agent.as_str())
+        .execute(&self.pool)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Ok(None);
+        }
+        self.get_session(agent, id).await
+    }
+
+    async fn delete_session(&self, agent: &AgentId, id: &str) -> crate::Result<bool> {
+        let done = sqlx::query(
+            "UPDATE sessions SET deleted_at = $1 WHERE id = $2 AND agent_id = $3 AND deleted_at IS NULL",
+        )
+        .bind(now_millis())
+        .bind(id)
+        .bind(agent.as_str())
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn session_for_key(&self, agent: &AgentId, key: &str, title: &str) -> crate::Result<Session> {
+        let find = concat!("SELECT ", session_columns!(), " FROM sessions WHERE agent_id = $1 AND client_key = $2 AND deleted_at IS NULL");
+        if let Some(row) = sqlx::query(find).bind(agent.as_str()).bind(key).fetch_optional(&self.pool).await? {
+            return session_from_row(&row);
+        }
+        // A concurrent caller may insert the same key first; the partial unique index turns the
+        // loser's insert into a no-op and both read the winner's row.
+        let now = now_millis();
+        sqlx::query(
+            "INSERT INTO sessions (id, agent_id, title, created_at, updated_at, client_key) VALUES ($1, $2, $3, $4, $4, $5) ON CONFLICT DO NOTHING",
+        )
+        .bind(new_id())
+        .bind(agent.as_str())
+        .bind(title)
+        .bind(now)
+        .bind(key)
+        .execute(&self.pool)
+        .await?;
+        let row = sqlx::query(find).bind(agent.as_str()).bind(key).fetch_optional(&self.pool).await?;
+        match row {
+            Some(row) => session_from_row(&row),
+            None => Err(crate::StoreError::Conflict(format!(
+                "the session for this client key of agent {agent} was deleted while it was being created; try again"
+            ))),
+        }
     }
 
     async fn put_secret(&self, owner: &str, name: &str, value: &secrecy::SecretString) -> crate::Result<()> {
@@ -438,17 +566,35 @@ impl Store for Store_ {
     }
 
     async fn append_audit(&self, entry: NewAudit) -> crate::Result<i64> {
-        let id: i64 = sqlx::query_scalar(
-            "INSERT INTO audit_log (at, actor, user_id, agent_id, action, detail) VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+        let at = now_millis();
+        let detail = entry.detail.to_string();
+        let user = entry.user_id.as_ref().map(UserId::as_str);
+        let agent = entry.agent_id.as_ref().map(AgentId::as_str);
+        let mut tx = self.pool.begin().await?;
+        // Writing the head row first takes the write lock (SQLite) or the row lock (PostgreSQL),
+        // so concurrent appends line up and the hash chain never forks.
+        let head = sqlx::query("UPDATE audit_head SET seq = seq + 1 WHERE id = 1 RETURNING seq, last_hash")
+            .fetch_one(&mut *tx)
+            .await?;
+        let id: i64 = head.try_get("seq")?;
+        let prev: String = head.try_get("last_hash")?;
+        let hash = audit_hash(&prev, id, at, &entry.actor, user, agent, &entry.action, &detail);
+        sqlx::query(
+            "INSERT INTO audit_log (id, at, actor, user_id, agent_id, action, detail, prev_hash, hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         )
-        .bind(now_millis())
+        .bind(id)
+        .bind(at)
         .bind(&entry.actor)
-        .bind(entry.user_id.as_ref().map(UserId::as_str))
-        .bind(entry.agent_id.as_ref().map(AgentId::as_str))
+        .bind(user)
+        .bind(agent)
         .bind(&entry.action)
-        .bind(entry.detail.to_string())
-        .fetch_one(&self.pool)
+        .bind(&detail)
+        .bind(&prev)
+        .bind(&hash)
+        .execute(&mut *tx)
         .await?;
+        sqlx::query("UPDATE audit_head SET last_hash = $1 WHERE id = 1").bind(&hash).execute(&mut *tx).await?;
+        tx.commit().await?;
         Ok(id)
     }
 

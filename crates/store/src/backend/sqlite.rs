@@ -45,3 +45,4 @@ impl SqliteStore {
 }
 
 include!("shared.rs");
+include!("approvals_shared.rs");
