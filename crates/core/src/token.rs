@@ -102,6 +102,13 @@ impl IssuedToken {
     }
 }
 
+/// `bytes` random bytes, hex encoded: session cookies, CSRF tokens, OAuth `state`.
+pub fn random_hex(bytes: usize) -> String {
+    let mut b = vec![0u8; bytes];
+    rand::fill(&mut b[..]);
+    hex::encode(b)
+}
+
 /// Prefix plus the last four characters: enough to recognise a token, useless to an attacker.
 pub fn display_form(kind: TokenKind, secret: &str) -> String {
     let tail: String = secret.chars().rev().take(4).collect::<Vec<_>>().into_iter().rev().collect();

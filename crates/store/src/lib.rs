@@ -11,6 +11,7 @@
 
 pub mod approvals;
 mod backend;
+pub mod web_sessions;
 pub mod master_key;
 
 use async_trait::async_trait;
@@ -214,7 +215,7 @@ impl NewMessage {
 }
 
 #[async_trait]
-pub trait Store: approvals::ApprovalStore + Send + Sync + std::fmt::Debug {
+pub trait Store: approvals::ApprovalStore + web_sessions::WebSessionStore + Send + Sync + std::fmt::Debug {
     fn backend(&self) -> Backend;
     /// Cheap round trip to the database; `/ready` uses it.
     async fn ping(&self) -> Result<()>;

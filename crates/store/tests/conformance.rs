@@ -124,6 +124,7 @@ conformance!(
     grants_round_trip_and_count_uses,
     audit_chain_detects_a_modified_row,
     concurrent_audit_appends_keep_one_chain,
+    web_sessions_die_with_their_token,
 );
 
 fn member(email: &str) -> NewUser {
@@ -685,4 +686,25 @@ async fn concurrent_audit_appends_keep_one_chain(h: Harness) {
     }
     let report = h.store.verify_audit_chain().await.unwrap();
     assert_eq!((report.entries, report.first_bad), (30, None));
+}
+
+async fn web_sessions_die_with_their_token(h: Harness) {
+    let s = &h.store;
+    let alice = s.create_user(member("alice@company.com")).await.unwrap();
+    let a = s.create_agent(worker("alice", Some(alice.id.clone()))).await.unwrap();
+    let (_, new) = user_token(&alice.id, &a.id);
+    let token = s.insert_token(new).await.unwrap();
+    let now = now_millis();
+    let cookie = TokenHash::of("cgs_cookie-one");
+    s.create_web_session(&cookie, &token.id, "csrf-1", now + 60_000).await.unwrap();
+    let got = s.resolve_web_session(&cookie, now).await.unwrap().unwrap();
+    assert_eq!((got.token.id.as_str(), got.csrf.as_str()), (token.id.as_str(), "csrf-1"));
+    assert!(s.resolve_web_session(&TokenHash::of("cgs_other"), now).await.unwrap().is_none());
+    assert!(s.resolve_web_session(&cookie, now + 60_000).await.unwrap().is_none(), "expired");
+    let other = TokenHash::of("cgs_cookie-two");
+    s.create_web_session(&other, &token.id, "csrf-2", now + 60_000).await.unwrap();
+    assert!(s.revoke_web_session(&other, now).await.unwrap());
+    assert!(s.resolve_web_session(&other, now).await.unwrap().is_none(), "logged out");
+    s.revoke_token(&token.id, now).await.unwrap();
+    assert!(s.resolve_web_session(&cookie, now).await.unwrap().is_none(), "token revoked ends the session");
 }

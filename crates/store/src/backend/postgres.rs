@@ -45,3 +45,4 @@ impl PostgresStore {
 
 include!("shared.rs");
 include!("approvals_shared.rs");
+include!("web_shared.rs");

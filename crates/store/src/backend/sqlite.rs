@@ -46,3 +46,4 @@ impl SqliteStore {
 
 include!("shared.rs");
 include!("approvals_shared.rs");
+include!("web_shared.rs");
