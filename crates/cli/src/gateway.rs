@@ -75,7 +75,12 @@ pub async fn run(args: GatewayArgs) -> Result<()> {
     }
     println!("listening on http://{local} (ready in {} ms)", started.elapsed().as_millis());
 
-    let app = router(AppState::new(store));
+    let runtime = crewgate_runtime::Runtime::new(
+        store.clone(),
+        runtime_settings(config.as_ref()),
+        crewgate_runtime::ToolRegistry::with_defaults(),
+    );
+    let app = router(AppState::with_runtime(store, std::sync::Arc::new(runtime)));
     serve(listener, app, shutdown_signal()).await.context("serving HTTP")?;
     tracing::info!("stopped");
     Ok(())
@@ -148,4 +153,23 @@ fn config_bind(cfg: &crewgate_config::Config) -> Result<SocketAddr> {
 
 fn public_url(cfg: &crewgate_config::Config) -> Option<String> {
     cfg.gateway.public_url.as_ref().map(|u| u.as_str().trim_end_matches('/').to_owned())
+}
+
+/// LLM provider, key and default model from `llm.*`; without a config (or key), RedPill with
+/// `REDPILL_API_KEY` from the environment.
+fn runtime_settings(cfg: Option<&crewgate_config::Config>) -> crewgate_runtime::RuntimeSettings {
+    let mut s = crewgate_runtime::RuntimeSettings::default();
+    if let Some(cfg) = cfg {
+        s.llm.base_url = cfg.llm.base_url.as_str().to_owned();
+        s.llm.api_key = cfg.llm.api_key.clone();
+        s.llm.timeout = cfg.llm.timeout();
+        s.default_model = cfg.llm.model.primary.clone();
+    }
+    s.llm.api_key = s.llm.api_key.filter(|k| !k.expose_secret().trim().is_empty()).or_else(|| {
+        std::env::var("REDPILL_API_KEY")
+            .ok()
+            .filter(|k| !k.trim().is_empty())
+            .map(secrecy::SecretString::from)
+    });
+    s
 }

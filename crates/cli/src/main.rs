@@ -3,7 +3,9 @@
 
 mod admin;
 mod context;
+mod doctor;
 mod gateway;
+mod healthcheck;
 
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
@@ -66,6 +68,14 @@ enum Command {
     /// Issue, list, rotate and revoke tokens (offline).
     #[command(subcommand)]
     Tokens(admin::TokensCommand),
+    /// Check config, environment, store, S3, LLM, Google OAuth settings and clock; print what to fix.
+    #[command(
+        after_help = "Prints one line per check: `ok|warn|FAIL  name: detail — what to do`; exits 1 if any check FAILs.\n\nExamples:\n  crewgate doctor --config crewgate.jsonc\n  crewgate doctor --offline"
+    )]
+    Doctor(doctor::DoctorArgs),
+    /// Exit 0 if the local gateway answers GET /ready with 200 (for container health checks).
+    #[command(after_help = "Example:\n  CREWGATE_BIND=0.0.0.0:18789 crewgate healthcheck")]
+    Healthcheck(healthcheck::HealthcheckArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -101,5 +111,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Agents(cmd) => admin::agents(cmd).await.map(|()| ExitCode::SUCCESS),
         Command::Users(cmd) => admin::users(cmd).await.map(|()| ExitCode::SUCCESS),
         Command::Tokens(cmd) => admin::tokens(cmd).await.map(|()| ExitCode::SUCCESS),
+        Command::Doctor(args) => doctor::run(args).await,
+        Command::Healthcheck(args) => Ok(healthcheck::run(args).await),
     }
 }
