@@ -51,6 +51,15 @@ fn test(extra: &[String]) -> Result<()> {
 }
 
 fn run_suites(root: &Path, pg: &Postgres, extra: &[String]) -> Result<()> {
+    // The stock OpenAI Python client, for the OpenAI-compatibility test (a venv under target/).
+    eprintln!("xtask: preparing the Python venv with the openai client…");
+    check(
+        Command::new("bash")
+            .arg(root.join("crates/server/tests/python/setup-venv.sh"))
+            .current_dir(root)
+            .status()?,
+        "setting up the Python venv (needs python3 with venv and access to PyPI)",
+    )?;
     let nextest = Command::new("cargo").args(["nextest", "--version"]).stdout(Stdio::null()).status();
     let mut cmd = Command::new("cargo");
     if nextest.is_ok_and(|s| s.success()) {
@@ -65,7 +74,11 @@ fn run_suites(root: &Path, pg: &Postgres, extra: &[String]) -> Result<()> {
     if !extra.iter().any(|a| a == "-p" || a == "--package" || a.starts_with("--package=")) {
         cmd.arg("--workspace");
     }
-    cmd.args(extra).current_dir(root).env("TEST_DATABASE_URL", &pg.url).env("CREWGATE_REQUIRE_POSTGRES", "1");
+    cmd.args(extra)
+        .current_dir(root)
+        .env("TEST_DATABASE_URL", &pg.url)
+        .env("CREWGATE_REQUIRE_POSTGRES", "1")
+        .env("CREWGATE_REQUIRE_PYTHON", "1");
     check(cmd.status().context("running cargo")?, "Rust test suite")?;
     Ok(())
 }

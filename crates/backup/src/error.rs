@@ -29,10 +29,14 @@ pub enum BackupError {
         source: object_store::Error,
     },
 
-    #[error("the SQLite store {path} does not exist; open the store (which creates it) before starting replication")]
+    #[error(
+        "the SQLite store {path} does not exist; open the store (which creates it) before starting replication"
+    )]
     DatabaseMissing { path: PathBuf },
 
-    #[error("cannot read the SQLite database {path}: {source}; check that it is a crewgate store and that the file is readable")]
+    #[error(
+        "cannot read the SQLite database {path}: {source}; check that it is a crewgate store and that the file is readable"
+    )]
     Database {
         path: PathBuf,
         #[source]
@@ -54,6 +58,12 @@ pub enum BackupError {
 
     #[error("could not encrypt a backup object; this is a bug, please report it")]
     Encrypt,
+
+    #[error("could not encode a backup manifest: {source}; this is a bug, please report it")]
+    Encode {
+        #[source]
+        source: serde_json::Error,
+    },
 
     #[error(
         "backup objects do not decrypt with this MASTER_KEY; use the key the backup was made with (s3://{location})"

@@ -134,7 +134,9 @@ impl ObjectCipher {
         let (nonce, ct) = sealed[MAGIC.len()..].split_at(NONCE_LEN);
         let nonce: [u8; NONCE_LEN] = nonce.try_into().map_err(|_len| OpenError::Format)?;
         let ad = aad.bytes();
-        self.cipher.decrypt(&XNonce::from(nonce), Payload { msg: ct, aad: &ad }).map_err(|_opaque| OpenError::Auth)
+        self.cipher
+            .decrypt(&XNonce::from(nonce), Payload { msg: ct, aad: &ad })
+            .map_err(|_opaque| OpenError::Auth)
     }
 }
 

@@ -15,8 +15,15 @@ pub const DEFAULT_MAX_GENERATION_MANIFESTS: u64 = 3600;
 pub const DEFAULT_MAX_GENERATION_AGE: Duration = Duration::from_secs(24 * 3600);
 
 /// The environment variables [`BackupSettings::from_env`] reads.
-pub const ENV_VARS: [&str; 7] =
-    ["S3_ENDPOINT", "S3_BUCKET", "S3_PREFIX", "S3_REGION", "S3_ACCESS_KEY_ID", "S3_SECRET_ACCESS_KEY", "S3_PATH_STYLE"];
+pub const ENV_VARS: [&str; 7] = [
+    "S3_ENDPOINT",
+    "S3_BUCKET",
+    "S3_PREFIX",
+    "S3_REGION",
+    "S3_ACCESS_KEY_ID",
+    "S3_SECRET_ACCESS_KEY",
+    "S3_PATH_STYLE",
+];
 const REQUIRED_ENV: [&str; 3] = ["S3_BUCKET", "S3_ACCESS_KEY_ID", "S3_SECRET_ACCESS_KEY"];
 
 #[derive(Debug, thiserror::Error)]
@@ -97,7 +104,9 @@ impl BackupSettings {
         Self::from_lookup_optional(|name| std::env::var(name).ok())
     }
 
-    pub fn from_lookup_optional(lookup: impl Fn(&str) -> Option<String>) -> Result<Option<Self>, SettingsError> {
+    pub fn from_lookup_optional(
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<Option<Self>, SettingsError> {
         let any = ENV_VARS.iter().any(|n| lookup(n).is_some_and(|v| !v.trim().is_empty()));
         if any { Self::from_lookup(lookup).map(Some) } else { Ok(None) }
     }
@@ -114,7 +123,8 @@ impl BackupSettings {
         else {
             return Err(SettingsError::Missing { names: REQUIRED_ENV.to_vec() });
         };
-        let mut s = Self::new(get("S3_ENDPOINT"), bucket, access, SecretString::from(secret.trim().to_owned()));
+        let mut s =
+            Self::new(get("S3_ENDPOINT"), bucket, access, SecretString::from(secret.trim().to_owned()));
         if let Some(prefix) = lookup("S3_PREFIX") {
             s.prefix = prefix.trim().to_owned();
         }
@@ -200,7 +210,8 @@ mod tests {
     use std::collections::HashMap;
 
     fn lookup(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let map: HashMap<String, String> = vars.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        let map: HashMap<String, String> =
+            vars.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
         move |k| map.get(k).cloned()
     }
 

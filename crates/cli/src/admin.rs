@@ -141,7 +141,7 @@ pub fn config_check(path: &Path) -> ExitCode {
 pub async fn agents(cmd: AgentsCommand) -> Result<()> {
     match cmd {
         AgentsCommand::List { store } => {
-            let s = open_store(&store).await?.store;
+            let s = open_store(&store).await?;
             let agents = s.list_agents().await?;
             println!("{:<40} {:<13} {:<30} OWNER", "ID", "KIND", "NAME");
             for a in agents {
@@ -156,7 +156,7 @@ pub async fn agents(cmd: AgentsCommand) -> Result<()> {
             if owner.is_none() && id.is_none() {
                 bail!("give --owner EMAIL (the id is derived from it) or --id ID");
             }
-            let s = open_store(&store).await?.store;
+            let s = open_store(&store).await?;
             let agent = ops::create_agent(
                 s.as_ref(),
                 &Actor::Cli,
@@ -172,7 +172,7 @@ pub async fn agents(cmd: AgentsCommand) -> Result<()> {
             }
         }
         AgentsCommand::Remove { store, id } => {
-            let s = open_store(&store).await?.store;
+            let s = open_store(&store).await?;
             let id = AgentId::parse(&id)?;
             if !ops::delete_agent(s.as_ref(), &Actor::Cli, &id).await? {
                 bail!("no agent {id}; see `crewgate agents list`");
@@ -185,7 +185,7 @@ pub async fn agents(cmd: AgentsCommand) -> Result<()> {
 
 pub async fn users(cmd: UsersCommand) -> Result<()> {
     let UsersCommand::List { store } = cmd;
-    let s = open_store(&store).await?.store;
+    let s = open_store(&store).await?;
     println!("{:<38} {:<36} {:<7} STATUS", "ID", "EMAIL", "ROLE");
     for u in s.list_users().await? {
         println!("{:<38} {:<36} {:<7} {}", u.id, u.email, u.role, u.status);
@@ -196,7 +196,7 @@ pub async fn users(cmd: UsersCommand) -> Result<()> {
 pub async fn tokens(cmd: TokensCommand) -> Result<()> {
     match cmd {
         TokensCommand::Issue { store, admin, agent, label } => {
-            let s = open_store(&store).await?.store;
+            let s = open_store(&store).await?;
             let kind = if admin { TokenKind::Admin } else { TokenKind::User };
             let (issued, info) =
                 ops::issue_token(s.as_ref(), &Actor::Cli, IssueToken { kind, agent_id: agent, label })
@@ -204,7 +204,7 @@ pub async fn tokens(cmd: TokensCommand) -> Result<()> {
             print_new_token(&issued, &info.id);
         }
         TokensCommand::List { store } => {
-            let s = open_store(&store).await?.store;
+            let s = open_store(&store).await?;
             println!("{:<34} {:<7} {:<10} {:<24} {:<8} LABEL", "ID", "KIND", "TOKEN", "AGENT", "STATE");
             for t in s.list_tokens(TokenScope::All).await? {
                 let state = if t.revoked_at.is_some() { "revoked" } else { "live" };
@@ -221,7 +221,7 @@ pub async fn tokens(cmd: TokensCommand) -> Result<()> {
             }
         }
         TokensCommand::Rotate { store, id } => {
-            let s = open_store(&store).await?.store;
+            let s = open_store(&store).await?;
             let old = s
                 .get_token(&id)
                 .await?
@@ -231,7 +231,7 @@ pub async fn tokens(cmd: TokensCommand) -> Result<()> {
             print_new_token(&issued, &info.id);
         }
         TokensCommand::Revoke { store, id } => {
-            let s = open_store(&store).await?.store;
+            let s = open_store(&store).await?;
             let t = s
                 .get_token(&id)
                 .await?

@@ -3,6 +3,7 @@
 
 use crate::StoreArgs;
 use anyhow::{Context, Result, bail};
+use crewgate_core::MasterKey;
 use crewgate_store::master_key::{self, KeyOrigin};
 use crewgate_store::{Store, StoreLocation};
 use secrecy::SecretString;
@@ -22,20 +23,28 @@ pub fn location(args: &StoreArgs) -> Result<StoreLocation> {
     }
 }
 
-pub struct Opened {
-    pub store: Arc<dyn Store>,
-    pub key_origin: KeyOrigin,
+/// The master key: `MASTER_KEY`, else the data dir's key file (generated on first use).
+pub fn load_key(args: &StoreArgs) -> Result<(MasterKey, KeyOrigin)> {
+    let env_key = std::env::var("MASTER_KEY").ok().map(SecretString::from);
+    master_key::load_or_create(&args.data_dir, env_key)
+        .with_context(|| format!("loading the master key for data dir {}", args.data_dir.display()))
 }
 
-pub async fn open_store(args: &StoreArgs) -> Result<Opened> {
-    let env_key = std::env::var("MASTER_KEY").ok().map(SecretString::from);
-    let (key, key_origin) = master_key::load_or_create(&args.data_dir, env_key)
-        .with_context(|| format!("loading the master key for data dir {}", args.data_dir.display()))?;
+/// Opens the store for an offline command (telling the person if a key file was just generated).
+pub async fn open_store(args: &StoreArgs) -> Result<Arc<dyn Store>> {
+    let (key, key_origin) = load_key(args)?;
+    if let Some(note) = key_note(&key_origin) {
+        eprintln!("{note}");
+    }
+    open_store_with(args, &key).await
+}
+
+pub async fn open_store_with(args: &StoreArgs, key: &MasterKey) -> Result<Arc<dyn Store>> {
     let loc = location(args)?;
-    let store = crewgate_store::open(&loc, &key)
+    let store = crewgate_store::open(&loc, key)
         .await
         .with_context(|| format!("opening the store ({})", loc.describe()))?;
-    Ok(Opened { store, key_origin })
+    Ok(store)
 }
 
 /// The note printed when a key file was generated: losing it makes sealed data unreadable.

@@ -411,7 +411,7 @@ async fn check_store(args: &StoreArgs, env: Env<'_>, timeout: Duration) -> Findi
 
 async fn open_and_count(args: &StoreArgs) -> Result<usize> {
     let opened = context::open_store(args).await?;
-    let agents = opened.store.list_agents().await.context("listing agents")?;
+    let agents = opened.list_agents().await.context("listing agents")?;
     Ok(agents.len())
 }
 

@@ -1,11 +1,12 @@
 //! `crewgate gateway`: open (and bootstrap) the store, bind, serve until SIGTERM/SIGINT.
 
 use crate::StoreArgs;
-use crate::context::{key_note, open_store};
+use crate::context::{DB_FILE, key_note, load_key, location, open_store_with};
 use anyhow::{Context, Result};
 use clap::Args;
 use crewgate_server::bootstrap::{self, BootstrapInput, DeclaredAgent, DeclaredUserToken};
 use crewgate_server::{AppState, router, serve};
+use crewgate_store::StoreLocation;
 use secrecy::ExposeSecret;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -40,11 +41,30 @@ pub async fn run(args: GatewayArgs) -> Result<()> {
         None => None,
     };
 
-    let opened = open_store(&args.store).await?;
-    if let Some(note) = key_note(&opened.key_origin) {
+    let (key, key_origin) = load_key(&args.store)?;
+    if let Some(note) = key_note(&key_origin) {
         eprintln!("{note}");
     }
-    let store = opened.store;
+    // A fresh machine restores the newest backup before the store is created. If restore fails we
+    // stop: starting empty would begin a new generation and retention could delete the real backups.
+    let sqlite = matches!(location(&args.store)?, StoreLocation::Sqlite { .. });
+    let backup_settings = if sqlite { crate::backup::settings(config.as_ref())? } else { None };
+    if let Some(s) = &backup_settings
+        && let Some(report) = crewgate_backup::restore_if_empty(&args.store.data_dir, s, &key)
+            .await
+            .context("restoring the newest backup into the empty data dir")?
+    {
+        tracing::info!(generation = %report.generation, sequence = report.sequence, bytes = report.bytes, "restored from S3");
+    }
+    let store = open_store_with(&args.store, &key).await?;
+    let replicator = match backup_settings {
+        Some(s) => Some(
+            crewgate_backup::Replicator::start(&args.store.data_dir.join(DB_FILE), s, &key)
+                .await
+                .context("starting the S3 backup")?,
+        ),
+        None => None,
+    };
     let input = config.as_ref().map(declared_from_config).transpose()?.unwrap_or_default();
     let report = bootstrap::bootstrap(store.as_ref(), input).await.context("bootstrapping the store")?;
     for w in &report.warnings {
@@ -82,6 +102,12 @@ pub async fn run(args: GatewayArgs) -> Result<()> {
     );
     let app = router(AppState::with_runtime(store, std::sync::Arc::new(runtime)));
     serve(listener, app, shutdown_signal()).await.context("serving HTTP")?;
+    if let Some(r) = replicator {
+        // Graceful stop flushes the last changes to S3 (bounded; the outcome is logged).
+        if let Err(e) = r.shutdown().await {
+            tracing::error!(error = %e, "the last changes could not be flushed to S3; they are still in the local store");
+        }
+    }
     tracing::info!("stopped");
     Ok(())
 }

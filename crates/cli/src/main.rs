@@ -2,6 +2,8 @@
 //! `crewgate-server`) that wires crates together; errors become `anyhow` here and nowhere else.
 
 mod admin;
+mod backup;
+mod chat;
 mod context;
 mod doctor;
 mod gateway;
@@ -68,6 +70,14 @@ enum Command {
     /// Issue, list, rotate and revoke tokens (offline).
     #[command(subcommand)]
     Tokens(admin::TokensCommand),
+    /// Talk to an agent of a running gateway (streams over the WebSocket).
+    #[command(after_help = "Example:\n  CREWGATE_TOKEN=cgu_… crewgate chat --agent alice-company-com")]
+    Chat(chat::ChatArgs),
+    /// Encrypted continuous S3 backup: status, now, list.
+    #[command(subcommand)]
+    Backup(backup::BackupCommand),
+    /// Restore the newest (or a point-in-time) backup from S3 into a data dir.
+    Restore(backup::RestoreArgs),
     /// Check config, environment, store, S3, LLM, Google OAuth settings and clock; print what to fix.
     #[command(
         after_help = "Prints one line per check: `ok|warn|FAIL  name: detail — what to do`; exits 1 if any check FAILs.\n\nExamples:\n  crewgate doctor --config crewgate.jsonc\n  crewgate doctor --offline"
@@ -111,6 +121,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Agents(cmd) => admin::agents(cmd).await.map(|()| ExitCode::SUCCESS),
         Command::Users(cmd) => admin::users(cmd).await.map(|()| ExitCode::SUCCESS),
         Command::Tokens(cmd) => admin::tokens(cmd).await.map(|()| ExitCode::SUCCESS),
+        Command::Chat(args) => chat::run(args).await.map(|()| ExitCode::SUCCESS),
+        Command::Backup(cmd) => backup::backup(cmd).await.map(|()| ExitCode::SUCCESS),
+        Command::Restore(args) => backup::restore_cmd(args).await.map(|()| ExitCode::SUCCESS),
         Command::Doctor(args) => doctor::run(args).await,
         Command::Healthcheck(args) => Ok(healthcheck::run(args).await),
     }

@@ -5,11 +5,12 @@
 use crate::AppState;
 use crate::error::ApiError;
 use axum::extract::FromRequestParts;
-use axum::http::header::AUTHORIZATION;
+use axum::http::Method;
+use axum::http::header::{AUTHORIZATION, COOKIE};
 use axum::http::request::Parts;
 use crewgate_core::token::parse_presented;
 use crewgate_core::{Principal, TokenKind, UserStatus, now_millis};
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 
 /// Any authenticated caller (admin or user).
 #[derive(Debug, Clone)]
@@ -19,8 +20,41 @@ pub struct Auth(pub Principal);
 #[derive(Debug, Clone)]
 pub struct AdminAuth(pub Principal);
 
-const MISSING: &str = "missing bearer token: send `Authorization: Bearer <token>`";
+const MISSING: &str =
+    "missing bearer token: send `Authorization: Bearer <token>`, or sign in to the dashboard with your token";
+
+/// Name of the dashboard session cookie (HttpOnly; its value is never readable by scripts).
+pub const SESSION_COOKIE: &str = "crewgate_session";
+/// Header a cookie-authenticated browser must send on state-changing requests.
+pub const CSRF_HEADER: &str = "x-csrf-token";
 const INVALID: &str = "invalid, revoked or expired token: ask an admin for a new one";
+
+/// The session cookie's value, if the request carries one.
+pub(crate) fn session_cookie(headers: &axum::http::HeaderMap) -> Option<SecretString> {
+    headers.get_all(COOKIE).iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(';')).find_map(|kv| {
+        let (k, v) = kv.trim().split_once('=')?;
+        (k == SESSION_COOKIE && !v.is_empty()).then(|| SecretString::from(v.to_owned()))
+    })
+}
+
+/// Resolves a dashboard session cookie. Safe methods need only the cookie; anything that changes
+/// state also needs the session's CSRF token in `X-CSRF-Token`.
+async fn from_cookie(parts: &Parts, state: &AppState, cookie: &SecretString) -> Result<Principal, ApiError> {
+    let hash = crewgate_core::TokenHash::of(cookie.expose_secret());
+    let session =
+        state.store.resolve_web_session(&hash, now_millis()).await?.ok_or(ApiError::Unauthorized(
+            "your dashboard session has ended; sign in again with your token",
+        ))?;
+    if !matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS) {
+        let sent = parts.headers.get(CSRF_HEADER).map(|v| v.as_bytes()).unwrap_or_default();
+        if !bool::from(subtle::ConstantTimeEq::ct_eq(sent, session.csrf.as_bytes())) {
+            return Err(ApiError::Forbidden(
+                "missing or wrong X-CSRF-Token header for a cookie-authenticated request",
+            ));
+        }
+    }
+    principal_for(state, session.token).await
+}
 
 fn bearer(parts: &Parts) -> Result<SecretString, ApiError> {
     let value = parts.headers.get(AUTHORIZATION).ok_or(ApiError::Unauthorized(MISSING))?;
@@ -44,9 +78,14 @@ pub(crate) async fn resolve(state: &AppState, token: &SecretString) -> Result<Pr
     if info.kind != kind {
         return Err(ApiError::Unauthorized(INVALID));
     }
-    match kind {
+    principal_for(state, info).await
+}
+
+/// The principal a live token stands for (users must still be active).
+async fn principal_for(state: &AppState, info: crewgate_core::TokenInfo) -> Result<Principal, ApiError> {
+    match info.kind {
         TokenKind::Admin => Ok(Principal::Admin { token_id: info.id }),
-        _ => {
+        TokenKind::User => {
             let (Some(user_id), Some(agent_id)) = (info.user_id, info.agent_id) else {
                 return Err(ApiError::Unauthorized(INVALID));
             };
@@ -56,6 +95,7 @@ pub(crate) async fn resolve(state: &AppState, token: &SecretString) -> Result<Pr
             }
             Ok(Principal::User { user_id, agent_id, token_id: info.id })
         }
+        TokenKind::Invite => Err(ApiError::Unauthorized(INVALID)),
     }
 }
 
@@ -63,8 +103,14 @@ impl FromRequestParts<AppState> for Auth {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let token = bearer(parts)?;
-        Ok(Auth(resolve(state, &token).await?))
+        // An explicit bearer token wins; browsers without one fall back to the session cookie.
+        if parts.headers.contains_key(AUTHORIZATION) {
+            return Ok(Auth(resolve(state, &bearer(parts)?).await?));
+        }
+        match session_cookie(&parts.headers) {
+            Some(cookie) => Ok(Auth(from_cookie(parts, state, &cookie).await?)),
+            None => Err(ApiError::Unauthorized(MISSING)),
+        }
     }
 }
 

@@ -5,13 +5,16 @@
 
 pub mod auth;
 pub mod bootstrap;
+mod chat_error;
 pub mod error;
 mod metrics;
 pub mod ops;
 mod routes;
+pub mod ws;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
+use crewgate_runtime::Runtime;
 use crewgate_store::Store;
 use std::sync::Arc;
 use std::time::Instant;
@@ -28,11 +31,20 @@ pub struct AppState {
     pub store: Arc<dyn Store>,
     pub metrics: Arc<Metrics>,
     pub started: Instant,
+    /// The agent runtime behind the chat surfaces.
+    pub runtime: Arc<Runtime>,
 }
 
 impl AppState {
+    /// State with a runtime on default LLM settings (RedPill; chat fails with a clear message
+    /// until an API key is configured). The gateway uses [`AppState::with_runtime`].
     pub fn new(store: Arc<dyn Store>) -> Self {
-        Self { store, metrics: Arc::new(Metrics::default()), started: Instant::now() }
+        let runtime = Arc::new(Runtime::with_defaults(store.clone()));
+        Self::with_runtime(store, runtime)
+    }
+
+    pub fn with_runtime(store: Arc<dyn Store>, runtime: Arc<Runtime>) -> Self {
+        Self { store, metrics: Arc::new(Metrics::default()), started: Instant::now(), runtime }
     }
 }
 
@@ -44,6 +56,8 @@ pub fn router(state: AppState) -> Router {
         .layer(tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer::new([
             axum::http::header::AUTHORIZATION,
             axum::http::header::COOKIE,
+            // Browsers send the WebSocket token as a subprotocol (see `ws`).
+            axum::http::header::SEC_WEBSOCKET_PROTOCOL,
         ]))
         .with_state(state)
 }

@@ -4,10 +4,13 @@
 //! or any pre-existing token secret.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use crewgate_core::{IssuedToken, MasterKey, TokenKind};
+use crewgate_core::{AgentId, IssuedToken, MasterKey, TokenKind};
+use crewgate_llm::{LlmSettings, SecretString as LlmKey};
+use crewgate_runtime::{Runtime, RuntimeSettings, ToolRegistry};
 use crewgate_server::ops::{self, Actor, CreateAgent};
 use crewgate_server::{AppState, router};
 use crewgate_store::{SqliteStore, Store};
+use crewgate_testkit::fake_llm::FakeLlm;
 use secrecy::{ExposeSecret, SecretString};
 use std::sync::Arc;
 
@@ -18,6 +21,8 @@ struct Fixture {
     b: Person,
     revoked: String,
     spare_agent: String,
+    a_session: String,
+    _llm: FakeLlm,
     _dir: tempfile::TempDir,
 }
 
@@ -69,9 +74,17 @@ async fn fixture() -> Fixture {
     .await
     .unwrap();
 
+    let a_session =
+        store.create_session(&AgentId::parse(&a.agent_id).unwrap(), "alice's chat").await.unwrap().id;
+
+    // Chat routes answer through the fake LLM (Echo), never a real provider.
+    let llm = FakeLlm::start().await;
+    let settings =
+        RuntimeSettings::new(LlmSettings::new(llm.base_url(), Some(LlmKey::from("k"))), "fake/model");
+    let runtime = Arc::new(Runtime::new(store.clone(), settings, ToolRegistry::with_defaults()));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    let app = router(AppState::new(store));
+    let app = router(AppState::with_runtime(store, runtime));
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     Fixture {
         base,
@@ -80,6 +93,8 @@ async fn fixture() -> Fixture {
         b,
         revoked: r.secret.expose_secret().to_owned(),
         spare_agent: spare.id.to_string(),
+        a_session,
+        _llm: llm,
         _dir: dir,
     }
 }
@@ -97,7 +112,8 @@ const WHO: [Who; 6] = [Who::Nobody, Who::Malformed, Who::Revoked, Who::A, Who::B
 
 struct Row {
     method: &'static str,
-    /// `{a_agent}`, `{a_user}`, `{a_token}`, `{spare_agent}` are filled from the fixture.
+    /// `{a_agent}`, `{b_agent}`, `{a_user}`, `{a_token}`, `{a_session}`, `{spare_agent}` are
+    /// filled from the fixture.
     path: &'static str,
     body: Option<&'static str>,
     /// Expected status for [Nobody, Malformed, Revoked, A, B, Admin].
@@ -136,12 +152,79 @@ const ROWS: &[Row] = &[
     row("POST", "/api/v1/tokens/{a_token}/rotate", None, [401, 401, 401, 201, 404, 201]),
     row("DELETE", "/api/v1/tokens/{a_token}", None, [401, 401, 401, 204, 404, 204]),
     row("GET", "/api/v1/audit", None, [401, 401, 401, 200, 200, 200]),
+    row("GET", "/api/v1/status", None, [401, 401, 401, 403, 403, 200]),
+    // The dashboard's static files are public (they hold no data; the page signs in via the API).
+    row("GET", "/", None, [200, 200, 200, 200, 200, 200]),
+    row("GET", "/assets/app.js", None, [200, 200, 200, 200, 200, 200]),
+    row("GET", "/assets/no-such-file.js", None, [404, 404, 404, 404, 404, 404]),
     row("GET", "/api/v1/no-such-route", None, [404, 404, 404, 404, 404, 404]),
+    // Sessions: a user's own agent by default; an admin names it; another user's is a 404.
+    row("GET", "/api/v1/sessions", None, [401, 401, 401, 200, 200, 400]),
+    row("GET", "/api/v1/sessions?agent={a_agent}", None, [401, 401, 401, 200, 404, 200]),
+    row("POST", "/api/v1/sessions", None, [401, 401, 401, 201, 201, 400]),
+    row("POST", "/api/v1/sessions?agent={a_agent}", None, [401, 401, 401, 201, 404, 201]),
+    row(
+        "POST",
+        "/api/v1/sessions",
+        Some(r#"{"agent":"{a_agent}","title":"t"}"#),
+        [401, 401, 401, 201, 404, 201],
+    ),
+    row("GET", "/api/v1/sessions/{a_session}", None, [401, 401, 401, 200, 404, 400]),
+    row("GET", "/api/v1/sessions/{a_session}?agent={a_agent}", None, [401, 401, 401, 200, 404, 200]),
+    row("GET", "/api/v1/sessions/{a_session}?agent={b_agent}", None, [401, 401, 401, 404, 404, 404]),
+    row(
+        "PATCH",
+        "/api/v1/sessions/{a_session}?agent={a_agent}",
+        Some(r#"{"title":"x"}"#),
+        [401, 401, 401, 200, 404, 200],
+    ),
+    row("PATCH", "/api/v1/sessions/{a_session}", Some(r#"{"title":"x"}"#), [401, 401, 401, 200, 404, 400]),
+    row("DELETE", "/api/v1/sessions/{a_session}?agent={a_agent}", None, [401, 401, 401, 204, 404, 204]),
+    row("DELETE", "/api/v1/sessions/{a_session}", None, [401, 401, 401, 204, 404, 400]),
+    row("GET", "/api/v1/sessions/{a_session}/messages?agent={a_agent}", None, [401, 401, 401, 200, 404, 200]),
+    row("GET", "/api/v1/sessions/{a_session}/messages", None, [401, 401, 401, 200, 404, 400]),
+    row(
+        "POST",
+        "/api/v1/sessions/{a_session}/messages?agent={a_agent}",
+        Some(r#"{"content":"hi"}"#),
+        [401, 401, 401, 200, 404, 200],
+    ),
+    row(
+        "POST",
+        "/api/v1/sessions/{a_session}/messages",
+        Some(r#"{"content":"hi"}"#),
+        [401, 401, 401, 200, 404, 400],
+    ),
+    // The WebSocket refuses bad credentials before the upgrade (isolation inside the socket is
+    // tested in tests/chat.rs); a plain GET is not an upgrade.
+    row("GET", "/api/v1/ws", None, [400, 401, 401, 400, 400, 400]),
+    // OpenAI-compatible surface.
+    row(
+        "POST",
+        "/v1/chat/completions",
+        Some(r#"{"messages":[{"role":"user","content":"hi"}]}"#),
+        [401, 401, 401, 200, 200, 400],
+    ),
+    row(
+        "POST",
+        "/v1/chat/completions",
+        Some(r#"{"model":"crewgate/{a_agent}","messages":[{"role":"user","content":"hi"}]}"#),
+        [401, 401, 401, 200, 404, 200],
+    ),
+    row(
+        "POST",
+        "/v1/chat/completions",
+        Some(r#"{"model":"crewgate/{a_agent}","stream":true,"messages":[{"role":"user","content":"hi"}]}"#),
+        [401, 401, 401, 200, 404, 200],
+    ),
+    row("GET", "/v1/models", None, [401, 401, 401, 200, 200, 200]),
 ];
 
 fn fill(template: &str, f: &Fixture) -> String {
     template
         .replace("{a_agent}", &f.a.agent_id)
+        .replace("{b_agent}", &f.b.agent_id)
+        .replace("{a_session}", &f.a_session)
         .replace("{a_user}", &f.a.user_id)
         .replace("{a_token}", &f.a.token_id)
         .replace("{spare_agent}", &f.spare_agent)

@@ -11,8 +11,8 @@
 
 pub mod approvals;
 mod backend;
-pub mod web_sessions;
 pub mod master_key;
+pub mod web_sessions;
 
 use async_trait::async_trait;
 use crewgate_core::{
@@ -215,7 +215,9 @@ impl NewMessage {
 }
 
 #[async_trait]
-pub trait Store: approvals::ApprovalStore + web_sessions::WebSessionStore + Send + Sync + std::fmt::Debug {
+pub trait Store:
+    approvals::ApprovalStore + web_sessions::WebSessionStore + Send + Sync + std::fmt::Debug
+{
     fn backend(&self) -> Backend;
     /// Cheap round trip to the database; `/ready` uses it.
     async fn ping(&self) -> Result<()>;

@@ -16,8 +16,13 @@ pub struct WebSession {
 
 #[async_trait]
 pub trait WebSessionStore: Send + Sync {
-    async fn create_web_session(&self, hash: &TokenHash, token_id: &str, csrf: &str, expires_at: Millis)
-    -> Result<()>;
+    async fn create_web_session(
+        &self,
+        hash: &TokenHash,
+        token_id: &str,
+        csrf: &str,
+        expires_at: Millis,
+    ) -> Result<()>;
     /// The session if it is live and its token is live too.
     async fn resolve_web_session(&self, hash: &TokenHash, now: Millis) -> Result<Option<WebSession>>;
     async fn revoke_web_session(&self, hash: &TokenHash, now: Millis) -> Result<bool>;

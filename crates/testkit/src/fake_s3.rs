@@ -69,8 +69,8 @@ impl FakeS3 {
         let dir = tempfile::tempdir()?;
         // With s3s-fs a bucket is a directory under the root.
         std::fs::create_dir_all(dir.path().join(bucket))?;
-        let fs = s3s_fs::FileSystem::new(dir.path())
-            .map_err(|e| std::io::Error::other(s3s::S3Error::from(e)))?;
+        let fs =
+            s3s_fs::FileSystem::new(dir.path()).map_err(|e| std::io::Error::other(s3s::S3Error::from(e)))?;
         let mut builder = S3ServiceBuilder::new(fs);
         builder.set_auth(SimpleAuth::from_single(ACCESS_KEY_ID, SECRET_ACCESS_KEY));
         let service = builder.build();
@@ -92,6 +92,10 @@ impl FakeS3 {
                         continue;
                     }
                 };
+                // Without this, small responses stall on Nagle + delayed ACK (~40 ms each).
+                if let Err(e) = sock.set_nodelay(true) {
+                    tracing::debug!(error = %e, "fake S3: could not set TCP_NODELAY");
+                }
                 let service = service.clone();
                 let (down, requests, refused) = (down_c.clone(), requests_c.clone(), refused_c.clone());
                 tokio::spawn(async move {
@@ -108,8 +112,9 @@ impl FakeS3 {
                             service.call(req.map(s3s::Body::from)).await
                         }
                     });
-                    let served =
-                        ConnBuilder::new(TokioExecutor::new()).serve_connection(TokioIo::new(sock), handler).await;
+                    let served = ConnBuilder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(sock), handler)
+                        .await;
                     if let Err(e) = served {
                         tracing::debug!(error = %e, "fake S3: connection ended with an error");
                     }
@@ -219,7 +224,8 @@ fn unavailable() -> s3s::HttpResponse {
                 <Message>fake S3 is down (FakeS3::set_down)</Message></Error>";
     let mut resp = s3s::HttpResponse::new(s3s::Body::from(body.to_owned()));
     *resp.status_mut() = hyper::StatusCode::SERVICE_UNAVAILABLE;
-    resp.headers_mut().insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static("application/xml"));
+    resp.headers_mut()
+        .insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static("application/xml"));
     resp
 }
 

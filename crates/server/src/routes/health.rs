@@ -2,7 +2,7 @@ use crate::AppState;
 use axum::Json;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 
 pub(crate) async fn health() -> Json<serde_json::Value> {
     Json(serde_json::json!({ "status": "ok", "version": env!("CARGO_PKG_VERSION") }))
@@ -27,8 +27,4 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
     let agents = state.store.count_agents().await.ok();
     let body = state.metrics.render(state.started.elapsed().as_secs_f64(), agents, agents.is_some());
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body).into_response()
-}
-
-pub(crate) async fn index() -> Html<&'static str> {
-    Html(include_str!("../../static/index.html"))
 }

@@ -1,7 +1,12 @@
 mod agents;
 mod audit;
+mod dashboard;
 mod health;
+mod login;
 mod me;
+mod openai;
+pub(crate) mod sessions;
+mod status;
 mod tokens;
 mod users;
 
@@ -12,6 +17,9 @@ use axum::routing::{delete, get, post};
 
 pub(crate) fn router() -> Router<AppState> {
     let api = Router::new()
+        .route("/auth/login", post(login::login))
+        .route("/auth/session", get(login::session))
+        .route("/auth/logout", post(login::logout))
         .route("/me", get(me::me))
         .route("/agents", get(agents::list).post(agents::create))
         .route("/agents/{id}", get(agents::get).delete(agents::delete))
@@ -21,12 +29,20 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/tokens/{id}", delete(tokens::revoke))
         .route("/tokens/{id}/rotate", post(tokens::rotate))
         .route("/audit", get(audit::list))
+        .route("/status", get(status::status))
+        .route("/sessions", get(sessions::list).post(sessions::create))
+        .route("/sessions/{id}", get(sessions::get).patch(sessions::rename).delete(sessions::delete))
+        .route("/sessions/{id}/messages", get(sessions::messages).post(sessions::send))
+        .route("/ws", get(crate::ws::handler))
         .fallback(api_not_found);
     Router::new()
         .route("/health", get(health::health))
         .route("/ready", get(health::ready))
         .route("/metrics", get(health::metrics))
-        .route("/", get(health::index))
+        .route("/", get(dashboard::index))
+        .route("/assets/{name}", get(dashboard::asset))
+        .route("/v1/chat/completions", post(openai::chat_completions))
+        .route("/v1/models", get(openai::models))
         .nest("/api/v1", api)
 }
 
