@@ -15,7 +15,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-const MASTER_KEY_HEX: &str = "5151515151515151515151515151515151515151515151515151515151515151";
+mod turns;
+
+pub(crate) const MASTER_KEY_HEX: &str = "5151515151515151515151515151515151515151515151515151515151515151";
 
 #[derive(Debug, Parser)]
 #[command(about = "crewgate benchmarks (run through `cargo xtask bench`)")]
@@ -26,18 +28,27 @@ struct Args {
     /// Runs per start-time figure.
     #[arg(long, default_value_t = 15)]
     runs: usize,
+    /// WebSocket clients to open and hold (0 skips that benchmark).
+    #[arg(long, default_value_t = 10_000)]
+    ws_clients: usize,
     /// Where to write the JSON results.
     #[arg(long, default_value = "bench/results/latest.json")]
     out: PathBuf,
 }
 
 #[derive(Debug, Serialize)]
-struct Figure {
+pub(crate) struct Figure {
     name: String,
     value: f64,
     unit: &'static str,
     target: Option<String>,
     detail: String,
+}
+
+impl Figure {
+    pub(crate) fn new(name: &str, value: f64, unit: &'static str, target: Option<&str>, detail: String) -> Self {
+        Self { name: name.into(), value, unit, target: target.map(str::to_owned), detail }
+    }
 }
 
 fn main() -> Result<()> {
@@ -80,6 +91,8 @@ fn main() -> Result<()> {
             detail: format!("max {:.1} MiB", rss.iter().cloned().fold(0.0, f64::max)),
         });
     }
+    eprintln!("bench: chat turns, memory, prompt size and WebSocket clients…");
+    rt.block_on(turns::run(&args.crewgate, args.ws_clients, &mut figures))?;
     let size = std::fs::metadata(&args.crewgate)?.len() as f64 / (1024.0 * 1024.0);
     figures.push(Figure {
         name: "release binary size".into(),
@@ -182,7 +195,7 @@ fn http_get(port: u16, path: &str, token: Option<&str>) -> Result<u16> {
     head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).context("no HTTP status line")
 }
 
-fn rss_kib(pid: u32) -> Result<u64> {
+pub(crate) fn rss_kib(pid: u32) -> Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
     status
         .lines()
@@ -192,15 +205,15 @@ fn rss_kib(pid: u32) -> Result<u64> {
         .context("no VmRSS in /proc/<pid>/status")
 }
 
-fn free_port() -> Result<u16> {
+pub(crate) fn free_port() -> Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
-fn median(v: &mut [f64]) -> f64 {
+pub(crate) fn median(v: &mut [f64]) -> f64 {
     percentile(v, 0.5)
 }
 
-fn percentile(v: &mut [f64], p: f64) -> f64 {
+pub(crate) fn percentile(v: &mut [f64], p: f64) -> f64 {
     v.sort_by(f64::total_cmp);
     if v.is_empty() {
         return f64::NAN;

@@ -79,8 +79,68 @@ fn run_suites(root: &Path, pg: &Postgres, extra: &[String]) -> Result<()> {
         .env("TEST_DATABASE_URL", &pg.url)
         .env("CREWGATE_REQUIRE_POSTGRES", "1")
         .env("CREWGATE_REQUIRE_PYTHON", "1");
-    check(cmd.status().context("running cargo")?, "Rust test suite")?;
-    Ok(())
+    let rust = check(cmd.status().context("running cargo")?, "Rust test suite");
+    // A run narrowed to some packages (`-p …`) is about those crates, not the dashboard.
+    let narrowed = extra.iter().any(|a| a == "-p" || a == "--package" || a.starts_with("--package="));
+    let browser = if narrowed { Ok(()) } else { browser_suite(root) };
+    rust.and(browser)
+}
+
+/// The dashboard's browser tests (`e2e/`): the real gateway binary and the scripted fake LLM,
+/// driven by playwright-core in Debian's headless Chromium (never a downloaded browser).
+fn browser_suite(root: &Path) -> Result<()> {
+    if std::env::var_os("CREWGATE_SKIP_BROWSER").is_some_and(|v| v == "1") {
+        eprintln!("xtask: CREWGATE_SKIP_BROWSER=1: skipping the browser tests");
+        return Ok(());
+    }
+    let started = std::time::Instant::now();
+    let chromium =
+        std::env::var_os("CHROMIUM_PATH").map_or_else(|| PathBuf::from("/usr/bin/chromium"), PathBuf::from);
+    if !chromium.exists() && is_root() {
+        eprintln!("xtask: installing Chromium from Debian packages…");
+        let _ = Command::new("apt-get").args(["update", "-qq"]).status();
+        let _ = Command::new("apt-get")
+            .args(["install", "-y", "-qq", "--no-install-recommends", "chromium"])
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .status();
+    }
+    if !chromium.exists() {
+        bail!(
+            "{} not found: install Debian's `chromium` package, set CHROMIUM_PATH, or skip with CREWGATE_SKIP_BROWSER=1",
+            chromium.display()
+        );
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
+    check(
+        Command::new("cargo")
+            .args(["build", "-p", "crewgate", "-p", "crewgate-testkit", "--bins"])
+            .current_dir(root)
+            .status()?,
+        "building the gateway and fake-llm for the browser tests",
+    )?;
+    let e2e = root.join("e2e");
+    check(
+        Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund", "--prefer-offline"])
+            .current_dir(&e2e)
+            .status()
+            .context("running npm (Node 20+ with npm is needed for the browser tests)")?,
+        "npm ci in e2e/",
+    )?;
+    let status = Command::new("node")
+        .args(["--test", "--test-concurrency=1"])
+        .current_dir(&e2e)
+        .env("CREWGATE_BIN", target.join("debug/crewgate"))
+        .env("FAKE_LLM_BIN", target.join("debug/fake-llm"))
+        .env("CHROMIUM_PATH", &chromium)
+        .status()
+        .context("running node")?;
+    eprintln!(
+        "xtask: browser tests took {:.0?}; screenshots in {}",
+        started.elapsed(),
+        e2e.join("screenshots").display()
+    );
+    check(status, "browser tests (e2e/)")
 }
 
 fn bench(extra: &[String]) -> Result<()> {
@@ -93,9 +153,16 @@ fn bench(extra: &[String]) -> Result<()> {
         "release build",
     )?;
     let bin = root.join("target/release/crewgate-bench");
+    let crewgate = root.join("target/release/crewgate");
+    // 10k WebSocket clients need more file descriptors than the usual soft limit of 1024; raise it
+    // (up to the hard limit) for the harness and the gateway it starts.
+    let script = r#"ulimit -n "$(ulimit -Hn)" 2>/dev/null || true; exec "$@""#;
     check(
-        Command::new(bin)
-            .args(["--crewgate", &root.join("target/release/crewgate").to_string_lossy()])
+        Command::new("bash")
+            .args(["-c", script, "bench"])
+            .arg(bin)
+            .arg("--crewgate")
+            .arg(crewgate)
             .args(extra)
             .current_dir(&root)
             .status()?,

@@ -100,7 +100,7 @@ pub async fn run(args: GatewayArgs) -> Result<()> {
         runtime_settings(config.as_ref()),
         crewgate_runtime::ToolRegistry::with_defaults(),
     );
-    let app = router(AppState::with_runtime(store, std::sync::Arc::new(runtime)));
+    let app = router(AppState::with_runtime(store, std::sync::Arc::new(runtime)).with_backup(replicator.clone()));
     serve(listener, app, shutdown_signal()).await.context("serving HTTP")?;
     if let Some(r) = replicator {
         // Graceful stop flushes the last changes to S3 (bounded; the outcome is logged).

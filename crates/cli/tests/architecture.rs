@@ -14,8 +14,9 @@ fn layer(name: &str) -> Option<u8> {
         "crewgate-runtime" => 3,
         "crewgate-server" => 4,
         "crewgate" => 5,
-        "crewgate-testkit" | "crewgate-bench" => 6,
-        "xtask" => 7,
+        "crewgate-testkit" => 6,
+        "crewgate-bench" => 7,
+        "xtask" => 8,
         _ => return None,
     })
 }
@@ -61,8 +62,10 @@ fn dependencies_point_down_the_layers() {
             continue;
         };
         for dep in ours(table.get("dependencies")) {
+            // The bench harness drives the fakes; nothing that ships may.
+            let testkit_ok = dep != "crewgate-testkit" || name == "crewgate-bench";
             match layer(&dep) {
-                Some(l) if l < own && dep != "crewgate-testkit" => {}
+                Some(l) if l < own && testkit_ok => {}
                 _ => problems.push(format!("{name} (layer {own}) must not depend on {dep}")),
             }
         }

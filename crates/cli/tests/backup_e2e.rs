@@ -106,6 +106,12 @@ async fn kill_9_wipe_and_restore_on_a_fresh_machine() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
+    let (s, status) = call(&gw.base, "GET", "/api/v1/backup/status", &admin, None).await;
+    assert_eq!((s, status["configured"].as_bool()), (200, Some(true)), "{status}");
+    assert!(status["status"]["last_success_at"].is_i64(), "{status}");
+    let metrics = reqwest::get(format!("{}/metrics", gw.base)).await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("crewgate_backup_lag_seconds "), "{metrics}");
+
     gw.child.kill().unwrap(); // SIGKILL: no graceful flush
     gw.child.wait().unwrap();
     drop(first); // the machine's disk is gone

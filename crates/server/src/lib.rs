@@ -33,6 +33,8 @@ pub struct AppState {
     pub started: Instant,
     /// The agent runtime behind the chat surfaces.
     pub runtime: Arc<Runtime>,
+    /// The S3 replicator, when backup is configured (SQLite only).
+    pub backup: Option<crewgate_backup::ReplicatorHandle>,
 }
 
 impl AppState {
@@ -44,7 +46,13 @@ impl AppState {
     }
 
     pub fn with_runtime(store: Arc<dyn Store>, runtime: Arc<Runtime>) -> Self {
-        Self { store, metrics: Arc::new(Metrics::default()), started: Instant::now(), runtime }
+        Self { store, metrics: Arc::new(Metrics::default()), started: Instant::now(), runtime, backup: None }
+    }
+
+    /// Exposes the replicator's status at `/api/v1/backup/status` and in `/metrics`.
+    pub fn with_backup(mut self, backup: Option<crewgate_backup::ReplicatorHandle>) -> Self {
+        self.backup = backup;
+        self
     }
 }
 

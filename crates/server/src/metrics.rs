@@ -56,3 +56,18 @@ pub(crate) async fn count_requests(State(state): State<AppState>, req: Request, 
     state.metrics.record(resp.status().as_u16());
     resp
 }
+
+/// Backup gauges: replication lag, time of the last upload, consecutive failures.
+pub(crate) fn render_backup(s: &crewgate_backup::BackupStatus) -> String {
+    let mut out = String::new();
+    out.push_str("# HELP crewgate_backup_lag_seconds Age of the oldest change not yet in S3.\n# TYPE crewgate_backup_lag_seconds gauge\n");
+    out.push_str(&format!("crewgate_backup_lag_seconds {:.3}\n", s.lag.as_secs_f64()));
+    out.push_str("# HELP crewgate_backup_last_success_timestamp_seconds Unix time of the last successful upload.\n# TYPE crewgate_backup_last_success_timestamp_seconds gauge\n");
+    out.push_str(&format!(
+        "crewgate_backup_last_success_timestamp_seconds {:.3}\n",
+        s.last_success_at.map(|ms| ms as f64 / 1000.0).unwrap_or(0.0)
+    ));
+    out.push_str("# HELP crewgate_backup_consecutive_failures Uploads that failed in a row.\n# TYPE crewgate_backup_consecutive_failures gauge\n");
+    out.push_str(&format!("crewgate_backup_consecutive_failures {}\n", s.consecutive_failures));
+    out
+}

@@ -152,6 +152,9 @@ const ROWS: &[Row] = &[
     row("POST", "/api/v1/tokens/{a_token}/rotate", None, [401, 401, 401, 201, 404, 201]),
     row("DELETE", "/api/v1/tokens/{a_token}", None, [401, 401, 401, 204, 404, 204]),
     row("GET", "/api/v1/audit", None, [401, 401, 401, 200, 200, 200]),
+    row("GET", "/api/v1/backup/status", None, [401, 401, 401, 403, 403, 200]),
+    row("POST", "/api/v1/auth/logout", None, [401, 401, 401, 204, 204, 204]),
+    row("GET", "/api/v1/auth/session", None, [401, 401, 401, 400, 400, 400]),
     row("GET", "/api/v1/status", None, [401, 401, 401, 403, 403, 200]),
     // The dashboard's static files are public (they hold no data; the page signs in via the API).
     row("GET", "/", None, [200, 200, 200, 200, 200, 200]),

@@ -29,6 +29,7 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/tokens/{id}", delete(tokens::revoke))
         .route("/tokens/{id}/rotate", post(tokens::rotate))
         .route("/audit", get(audit::list))
+        .route("/backup/status", get(health::backup_status))
         .route("/status", get(status::status))
         .route("/sessions", get(sessions::list).post(sessions::create))
         .route("/sessions/{id}", get(sessions::get).patch(sessions::rename).delete(sessions::delete))
