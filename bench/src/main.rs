@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+mod backup;
 mod turns;
 
 pub(crate) const MASTER_KEY_HEX: &str = "5151515151515151515151515151515151515151515151515151515151515151";
@@ -31,6 +32,9 @@ struct Args {
     /// WebSocket clients to open and hold (0 skips that benchmark).
     #[arg(long, default_value_t = 10_000)]
     ws_clients: usize,
+    /// Kill -9 runs for the backup durability figure (0 skips it).
+    #[arg(long, default_value_t = 100)]
+    durability_runs: usize,
     /// Where to write the JSON results.
     #[arg(long, default_value = "bench/results/latest.json")]
     out: PathBuf,
@@ -46,7 +50,13 @@ pub(crate) struct Figure {
 }
 
 impl Figure {
-    pub(crate) fn new(name: &str, value: f64, unit: &'static str, target: Option<&str>, detail: String) -> Self {
+    pub(crate) fn new(
+        name: &str,
+        value: f64,
+        unit: &'static str,
+        target: Option<&str>,
+        detail: String,
+    ) -> Self {
         Self { name: name.into(), value, unit, target: target.map(str::to_owned), detail }
     }
 }
@@ -93,6 +103,8 @@ fn main() -> Result<()> {
     }
     eprintln!("bench: chat turns, memory, prompt size and WebSocket clients…");
     rt.block_on(turns::run(&args.crewgate, args.ws_clients, &mut figures))?;
+    eprintln!("bench: backup lag and kill -9 durability ({} runs)…", args.durability_runs);
+    rt.block_on(backup::run(&args.crewgate, args.durability_runs, &mut figures))?;
     let size = std::fs::metadata(&args.crewgate)?.len() as f64 / (1024.0 * 1024.0);
     figures.push(Figure {
         name: "release binary size".into(),

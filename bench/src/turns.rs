@@ -42,7 +42,10 @@ pub async fn run(bin: &Path, ws_clients: usize, figures: &mut Vec<Figure>) -> Re
     let config = dir.path().join("crewgate.jsonc");
     std::fs::write(
         &config,
-        format!(r#"{{ "llm": {{ "baseUrl": "{}", "apiKey": "sk-bench", "model": "bench-model" }} }}"#, llm.base_url()),
+        format!(
+            r#"{{ "llm": {{ "baseUrl": "{}", "apiKey": "sk-bench", "model": "bench-model" }} }}"#,
+            llm.base_url()
+        ),
     )?;
     let gw = start(bin, dir.path(), &config)?;
     let http = reqwest::Client::new();
@@ -58,7 +61,10 @@ pub async fn run(bin: &Path, ws_clients: usize, figures: &mut Vec<Figure>) -> Re
         first.as_secs_f64() * 1000.0,
         "ms",
         Some("< 20 ms"),
-        format!("{:.0} ms after process spawn; includes session creation", since_start.as_secs_f64() * 1000.0),
+        format!(
+            "{:.0} ms after process spawn; includes session creation",
+            since_start.as_secs_f64() * 1000.0
+        ),
     ));
 
     let prompt_tokens = llm.chat_requests().last().map(estimate_prompt_tokens).unwrap_or(0);
@@ -189,7 +195,18 @@ async fn overheads(
         let t0 = Instant::now();
         turn(http, base, &token, &session, "ping two").await?;
         let total = t0.elapsed();
-        let model: Duration = llm.requests()[before..].iter().map(|r| r.processing_time + r.simulated_delay).sum();
+        let reqs = llm.requests();
+        let model: Duration = reqs[before..].iter().map(|r| r.processing_time + r.simulated_delay).sum();
+        if std::env::var_os("CREWGATE_BENCH_TRACE").is_some()
+            && let Some(first) = reqs.get(before)
+        {
+            eprintln!(
+                "turn {i}: to model {:.2} ms, model {:.2} ms, total {:.2} ms",
+                first.received_at.saturating_duration_since(t0).as_secs_f64() * 1000.0,
+                model.as_secs_f64() * 1000.0,
+                total.as_secs_f64() * 1000.0
+            );
+        }
         out.push(total.saturating_sub(model).as_secs_f64() * 1000.0);
     }
     Ok(out)
@@ -197,7 +214,13 @@ async fn overheads(
 
 fn push_overhead(figures: &mut Vec<Figure>, name: &str, mut v: Vec<f64>) {
     let p99 = percentile(&mut v, 0.99);
-    figures.push(Figure::new(name, median(&mut v), "ms", Some("p50 < 2 ms"), format!("p99 {p99:.2} ms over {} turns", v.len())));
+    figures.push(Figure::new(
+        name,
+        median(&mut v),
+        "ms",
+        Some("p50 < 2 ms"),
+        format!("p99 {p99:.2} ms over {} turns", v.len()),
+    ));
 }
 
 fn estimate_prompt_tokens(r: &crewgate_testkit::fake_llm::RecordedRequest) -> usize {
@@ -213,7 +236,8 @@ async fn websockets(base: &str, tokens: &[String], n: usize, figures: &mut Vec<F
     let mut clients = Vec::with_capacity(n);
     let t0 = Instant::now();
     for i in 0..n {
-        let mut req = tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(url.as_str())?;
+        let mut req =
+            tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(url.as_str())?;
         let bearer = format!("Bearer {}", tokens[i % tokens.len()]);
         req.headers_mut().insert("authorization", bearer.parse()?);
         match tokio_tungstenite::connect_async(req).await {
@@ -249,7 +273,11 @@ async fn websockets(base: &str, tokens: &[String], n: usize, figures: &mut Vec<F
         held as f64,
         "conn",
         Some("10000"),
-        format!("ping→pong p50 {:.2} ms, p99 {p99:.2} ms over {} sampled clients", median(&mut lat), lat.len()),
+        format!(
+            "ping→pong p50 {:.2} ms, p99 {p99:.2} ms over {} sampled clients",
+            median(&mut lat),
+            lat.len()
+        ),
     ));
     Ok(())
 }
