@@ -128,7 +128,7 @@ fn browser_suite(root: &Path) -> Result<()> {
         "npm ci in e2e/",
     )?;
     let status = Command::new("node")
-        .args(["--test", "--test-concurrency=1"])
+        .args(["--test", "--test-concurrency=1", "--test-timeout=120000"])
         .current_dir(&e2e)
         .env("CREWGATE_BIN", target.join("debug/crewgate"))
         .env("FAKE_LLM_BIN", target.join("debug/fake-llm"))

@@ -1,5 +1,6 @@
 //! `GET /api/v1/status` (admin only): what the dashboard's system page shows — version, uptime,
-//! store, LLM provider reachability and backup — as one small JSON document.
+//! store, counts and LLM provider reachability — as one small JSON document. Backup health has
+//! its own route, `/api/v1/backup/status`.
 
 use crate::AppState;
 use crate::auth::AdminAuth;
@@ -61,8 +62,6 @@ pub(crate) async fn status(
         "store": store,
         "counts": {"agents": agents, "users": users},
         "llm": llm_status(&state).await,
-        // Not reported by this process yet; the dashboard says so instead of guessing.
-        "backup": {"reported": false},
     })))
 }
 

@@ -50,8 +50,7 @@ function connectionsSection(me) {
     'section',
     { class: 'card', 'aria-labelledby': 'conn-title' },
     h('h2', { id: 'conn-title' }, 'Connected accounts'),
-    h('div', { class: 'conn-row' }, h('div', { class: 'conn-name' }, h('strong', null, 'Google'), h('span', { class: 'muted small' }, 'Gmail, Calendar, Drive, Docs, Sheets, Contacts')), status, reconnect),
-    body,
+    h('div', { class: 'conn-row', 'data-testid': 'google-connection' }, h('div', { class: 'conn-name' }, h('strong', null, 'Google'), h('span', { class: 'muted small' }, 'Gmail, Calendar, Drive, Docs, Sheets, Contacts'), body), status, reconnect),
     h('div', { class: 'conn-row' }, h('div', { class: 'conn-name' }, h('strong', null, 'Notion & Attio'), h('span', { class: 'muted small' }, 'Shared company workspace, set up by your admin')), badge('muted', 'Company-wide')),
   );
 }

@@ -2,7 +2,7 @@
 
 import { h, replace, icon, spinner, errorBox, toast, empty, confirmDialog, showSecretOnce, modal } from './dom.js';
 import * as api from './api.js';
-import { badge, timeEl, dateTime, duration, humanize, valueText, fieldList } from './format.js';
+import { badge, timeEl, dateTime, duration, humanize, valueText, fieldList, relative } from './format.js';
 import { rotateToken } from './account.js';
 
 /** A responsive table: on phones every row becomes a card with labelled cells. */
@@ -55,22 +55,38 @@ function stat(label, value, tone, detail) {
   return h('div', { class: ['card', 'stat', tone ? `stat-${tone}` : null] }, h('div', { class: 'stat-label' }, label), h('div', { class: 'stat-value' }, value), detail ? h('div', { class: 'stat-detail muted small' }, detail) : null);
 }
 
+function backupStat(b) {
+  if (!b || b.error) return stat('Backup', 'Not reported', null, b && b.error && !api.isMissingRoute(b.error) ? b.error.message : 'This gateway does not report backup status.');
+  if (!b.configured) return stat('Backup', 'Not configured', 'warn', b.note || null);
+  const s = b.status || {};
+  if (!s.running) return stat('Backup', 'Stopped', 'bad', s.last_error || null);
+  if (s.consecutive_failures > 0) return stat('Backup', 'Failing', 'bad', `${s.consecutive_failures} failed attempts — ${s.last_error || 'unknown error'}`);
+  const last = s.last_success_at ? `last copy ${relative(s.last_success_at)}` : 'no copy yet';
+  const lag = s.pending ? ` · ${Math.round((s.lag_ms || 0) / 100) / 10} s behind` : ' · up to date';
+  return stat('Backup', 'Healthy', 'ok', `${last}${lag}`);
+}
+
 export function mountStatus(main) {
   return simplePage(main, 'System', 'Health of this gateway and the services it depends on.', async () => {
-    const [health, ready, status] = await Promise.all([api.probe('/health'), api.probe('/ready'), api.get('/status').catch((e) => ({ error: e }))]);
+    const [health, ready, status, backup] = await Promise.all([
+      api.probe('/health'),
+      api.probe('/ready'),
+      api.get('/status').catch((e) => ({ error: e })),
+      api.get('/backup/status').catch((e) => ({ error: e })),
+    ]);
     const s = status && !status.error ? status : null;
     const llm = s?.llm;
     const cards = [
       stat('Gateway', health.ok ? 'Running' : 'Not answering', health.ok ? 'ok' : 'bad', health.data?.version ? `Version ${health.data.version}` : null),
       stat('Uptime', s ? duration(s.uptimeSecs) : '—', null, s ? `since ${dateTime(Date.now() - s.uptimeSecs * 1000)}` : null),
-      stat('Store', ready.ok ? 'Ready' : 'Not ready', ready.ok ? 'ok' : 'bad', ready.data?.store ? humanize(ready.data.store) : ready.data?.reason || null),
+      stat('Store', ready.ok ? 'Ready' : 'Not ready', ready.ok ? 'ok' : 'bad', ready.data?.store ? ({ sqlite: 'SQLite', postgres: 'PostgreSQL' }[ready.data.store] || humanize(ready.data.store)) : ready.data?.reason || null),
       stat(
         'LLM provider',
         !llm ? '—' : !llm.configured ? 'Not configured' : llm.reachable ? 'Reachable' : 'Unreachable',
         !llm ? null : llm.reachable ? 'ok' : 'bad',
         llm ? [llm.provider, llm.model ? ` · ${llm.model}` : '', llm.reachable && llm.latencyMs !== undefined ? ` · ${llm.latencyMs} ms` : '', llm.error ? ` — ${llm.error}` : ''].join('') : null,
       ),
-      stat('Backup', s && s.backup && s.backup.reported ? humanize(s.backup.state) : 'Not reported', null, s && s.backup && s.backup.reported ? null : 'This gateway does not report backup status yet.'),
+      backupStat(backup),
       stat('People & agents', s ? `${s.counts.users ?? '—'} / ${s.counts.agents ?? '—'}` : '—', null, 'users / agents'),
     ];
     return h('div', null, status && status.error ? errorBox(status.error) : null, h('div', { class: 'stats', 'data-testid': 'status-cards' }, cards));
@@ -243,10 +259,14 @@ export function mountTokens(main, ctx) {
 
 // ---- audit --------------------------------------------------------------------------------
 
-function actorText(actor) {
+function actorText(actor, users) {
   const a = String(actor || '');
   if (a === 'system') return 'System';
   if (a.startsWith('admin')) return 'Admin';
+  if (a.startsWith('user:')) {
+    const u = users.find((x) => x.id === a.slice(5));
+    return u ? u.email : 'A removed user';
+  }
   return a;
 }
 
@@ -264,22 +284,23 @@ export function mountAudit(main) {
   const limitSel = h('select', { 'aria-label': 'How many entries' }, [100, 500, 1000].map((n) => h('option', { value: String(n) }, `Last ${n}`)));
   const body = h('div', { class: 'page-body' });
   let entries = [];
+  let users = [];
   let disposed = false;
 
   function renderRows() {
     const needle = search.value.trim().toLowerCase();
     const agent = agentSel.value;
-    const rows = entries.filter((e) => (!agent || e.agent_id === agent) && (!needle || `${e.action} ${e.actor} ${e.agent_id || ''} ${detailText(e.detail)}`.toLowerCase().includes(needle)));
+    const rows = entries.filter((e) => (!agent || e.agent_id === agent) && (!needle || `${e.action} ${actorText(e.actor, users)} ${e.agent_id || ''} ${detailText(e.detail)}`.toLowerCase().includes(needle)));
     replace(
       body,
       h('p', { class: 'muted small' }, `${rows.length} of ${entries.length} entries`),
       rows.length
         ? table(
             [
-              { label: 'When', cell: (e) => timeEl(e.at) },
-              { label: 'Action', cell: (e) => h('code', null, e.action) },
-              { label: 'Actor', cell: (e) => actorText(e.actor) },
-              { label: 'Agent', cell: (e) => e.agent_id || h('span', { class: 'muted' }, '—') },
+              { label: 'When', cell: (e) => timeEl(e.at), cls: 'nowrap' },
+              { label: 'Action', cell: (e) => h('code', null, e.action), cls: 'nowrap' },
+              { label: 'Actor', cell: (e) => actorText(e.actor, users) },
+              { label: 'Agent', cell: (e) => e.agent_id || h('span', { class: 'muted' }, '—'), cls: 'nowrap' },
               { label: 'Details', cell: (e) => h('span', { class: 'detail' }, detailText(e.detail)), cls: 'cell-wide' },
             ],
             rows,
@@ -292,7 +313,7 @@ export function mountAudit(main) {
   async function load() {
     replace(body, spinner());
     try {
-      entries = await api.get(`/audit?limit=${limitSel.value}`);
+      [entries, users] = await Promise.all([api.get(`/audit?limit=${limitSel.value}`), api.get('/users')]);
       if (disposed) return;
       const agents = [...new Set(entries.map((e) => e.agent_id).filter(Boolean))].sort();
       const keep = agentSel.value;

@@ -121,7 +121,7 @@ async function start() {
   renderShell();
   live.connect();
   offLive.push(live.on('unauthorized', () => signedOut('Your session has ended. Sign in again with your token.')));
-  if (ctx.kind === 'user') approvals.watchBadge(ctx);
+  if (ctx.kind === 'user') offLive.push(approvals.watchBadge(ctx));
   window.addEventListener('hashchange', render);
   render();
 }

@@ -4,7 +4,7 @@
 import { h, replace, icon, spinner, errorBox, toast, empty, confirmDialog } from './dom.js';
 import * as api from './api.js';
 import * as live from './live.js';
-import { renderMarkdown } from './markdown.js';
+import { renderMarkdown, markdownToText } from './markdown.js';
 import { badge, timeEl, relative, dateTime, humanize, valueText, fieldList, STATE_LABEL } from './format.js';
 
 const NOT_AVAILABLE = 'Approvals are not available on this gateway yet (it was built without the approval API). Writes your agent wants to make cannot run until they are.';
@@ -118,7 +118,7 @@ function decisionText(p) {
   const d = p.decision;
   if (!d) return null;
   const by = d.by ? (d.by.startsWith('user:') ? 'the owner' : d.by.startsWith('admin') ? 'an admin' : d.by) : 'someone';
-  const via = d.via ? ` via ${d.via}` : '';
+  const via = d.via ? ` via ${{ rest: 'the dashboard or API', ws: 'the dashboard', chat: 'chat' }[d.via] || d.via}` : '';
   switch (d.kind) {
     case 'approved':
       return `Approved by ${by}${via}`;
@@ -276,8 +276,25 @@ export function proposalCard(initial, ctx, { compact = false, previous = null, o
 
 // ---- pending-count badge in the navigation --------------------------------------------------
 
+/** Most recent sessions whose proposal events the page follows (the gateway sends them per session). */
+const WATCHED_SESSIONS = 50;
+/** Fallback refresh of the pending list, for changes no subscribed session reported. */
+export const POLL_MS = 20000;
+
+/**
+ * Keeps the navigation badge (pending proposals) current: follows the agent's recent sessions
+ * over the WebSocket, re-reads the pending list on reconnect, every POLL_MS and when the tab
+ * becomes visible, and shows gateway notices (an expired proposal, …) as toasts.
+ */
 export function watchBadge(ctx) {
   const pending = new Set();
+  const watched = new Set();
+  const offs = [];
+  const watch = (id) => {
+    if (watched.has(id)) return;
+    watched.add(id);
+    live.subscribe(id, ctx.agentId);
+  };
   const refresh = async () => {
     try {
       const list = await loadProposals(ctx.agentId, 'pending');
@@ -288,15 +305,41 @@ export function watchBadge(ctx) {
       // Not available: no badge.
     }
   };
+  const follow = async () => {
+    try {
+      const sessions = await api.get(`/sessions?agent=${api.q(ctx.agentId)}`);
+      sessions.sort((a, b) => b.updated_at - a.updated_at);
+      for (const s of sessions.slice(0, WATCHED_SESSIONS)) watch(s.id);
+    } catch {
+      // The chat view shows session errors.
+    }
+  };
   refresh();
-  live.on('proposal', (ev) => {
-    const p = ev.proposal;
-    if (!p) return;
-    if (p.state === 'pending') pending.add(p.id);
-    else pending.delete(p.id);
-    ctx.setBadge('approvals', pending.size);
-  });
-  live.on('ready', refresh);
+  follow();
+  offs.push(
+    live.on('proposal', (ev) => {
+      const p = ev.proposal;
+      if (!p) return;
+      if (p.state === 'pending') pending.add(p.id);
+      else pending.delete(p.id);
+      ctx.setBadge('approvals', pending.size);
+    }),
+    live.on('session', (ev) => ev.session && ev.session.id && watch(ev.session.id)),
+    live.on('ready', refresh),
+    live.on('notice', (ev) => {
+      const open = document.querySelector(`.session-link[aria-current=page][data-session="${CSS.escape(ev.session || '')}"]`);
+      if (!open && ev.message && ev.message.body) toast(markdownToText(ev.message.body).slice(0, 200));
+    }),
+  );
+  const timer = setInterval(refresh, POLL_MS);
+  const onVisible = () => document.visibilityState === 'visible' && refresh();
+  document.addEventListener('visibilitychange', onVisible);
+  return () => {
+    clearInterval(timer);
+    document.removeEventListener('visibilitychange', onVisible);
+    offs.forEach((f) => f());
+    for (const id of watched) live.unsubscribe(id);
+  };
 }
 
 // ---- the inbox view -------------------------------------------------------------------------
@@ -345,8 +388,9 @@ export function mount(main, ctx, params) {
       previous: previousOf(p),
       onEdited: (next, old) => {
         all = all.filter((x) => x.id !== old.id).concat([old, next]);
-        if (!cards.has(next.id)) addCard(next, { top: true });
-        else cards.get(next.id).update(next, old);
+        const card = cards.get(next.id) || addCard(next, { top: true });
+        card.update(next, old);
+        card.el.scrollIntoView({ block: 'start', behavior: 'smooth' });
       },
     });
     cards.set(p.id, card);
@@ -383,7 +427,7 @@ export function mount(main, ctx, params) {
   async function load() {
     replace(listEl, spinner());
     try {
-      all = await loadProposals(ctx.agentId, tab === 'pending' ? null : null);
+      all = await loadProposals(ctx.agentId, null);
       if (disposed) return;
       if (tab === 'pending') renderPending();
       else renderHistory();
@@ -393,19 +437,33 @@ export function mount(main, ctx, params) {
     }
   }
 
-  offs.push(
-    live.on('proposal', (ev) => {
-      const p = ev.proposal;
-      if (!p || p.agent_id !== ctx.agentId) return;
-      const i = all.findIndex((x) => x.id === p.id);
-      if (i >= 0) all[i] = { ...all[i], ...p };
-      else all.push(p);
-      const card = cards.get(p.id);
-      if (card) card.update(p, previousOf(p));
-      else if (tab === 'pending' && p.state === 'pending') addCard(p, { top: true });
-      else if (tab === 'history' && p.state !== 'pending' && (!filter.value || filter.value === p.state)) addCard(p, { top: true });
-    }),
-  );
+  function merge(p) {
+    const known = all.find((x) => x.id === p.id);
+    if (known && known.state === p.state && known.updated_at === p.updated_at) return;
+    onProposal({ proposal: p });
+  }
+  const poll = setInterval(async () => {
+    try {
+      const fresh = await loadProposals(ctx.agentId, tab === 'pending' ? 'pending' : null);
+      if (!disposed) fresh.forEach(merge);
+    } catch {
+      // The next poll or the live channel will catch up.
+    }
+  }, POLL_MS);
+  offs.push(() => clearInterval(poll));
+
+  function onProposal(ev) {
+    const p = ev.proposal;
+    if (!p || p.agent_id !== ctx.agentId) return;
+    const i = all.findIndex((x) => x.id === p.id);
+    if (i >= 0) all[i] = { ...all[i], ...p };
+    else all.push(p);
+    const card = cards.get(p.id);
+    if (card) card.update(p, previousOf(p));
+    else if (tab === 'pending' && p.state === 'pending') addCard(p, { top: true });
+    else if (tab === 'history' && p.state !== 'pending' && (!filter.value || filter.value === p.state)) addCard(p, { top: true });
+  }
+  offs.push(live.on('proposal', onProposal));
   offs.push(live.on('ready', () => !disposed && load()));
 
   load();
@@ -486,10 +544,16 @@ export function mountGrants(main, ctx) {
       const r = await api.get(`/grants?${agentQ}`);
       if (disposed) return;
       const grants = (Array.isArray(r) ? r : r?.grants || []).filter((g) => !g.revoked_at);
-      if (!grants.length) replace(listEl, empty('No grants: your agent always asks.', 'That is the safest setting. Add a grant below for routine actions you trust it with.'));
-      else replace(listEl, grants.map(grantRow));
+      const level = r && !Array.isArray(r) && r.grants_apply === false
+        ? h('p', { class: 'notice', 'data-testid': 'autonomy-level' }, `Your agent is at autonomy level ${r.autonomy_level ?? 1}: it always asks, and grants are kept but not applied until an admin raises the level.`)
+        : null;
+      if (!grants.length) replace(listEl, level, empty('No grants: your agent always asks.', 'That is the safest setting. Add a grant below for routine actions you trust it with.'));
+      else replace(listEl, level, grants.map(grantRow));
     } catch (e) {
-      if (api.isMissingRoute(e)) replace(listEl, empty('Autonomy grants are not available yet.', 'This gateway was built without the approval API, so your agent always asks.'));
+      if (api.isMissingRoute(e)) {
+        replace(listEl, empty('Autonomy grants are not available yet.', 'This gateway was built without the approval API, so your agent always asks.'));
+        form.hidden = true;
+      }
       else replace(listEl, errorBox(e, load));
     }
   }

@@ -149,7 +149,14 @@ export function mount(main, ctx, params) {
   const conv = h(
     'section',
     { class: 'conversation', 'aria-label': 'Conversation' },
-    h('header', { class: 'conv-head' }, drawerBtn, title, headActions),
+    h(
+      'header',
+      { class: 'conv-head' },
+      drawerBtn,
+      title,
+      headActions,
+      h('button', { class: 'btn btn-ghost btn-small show-sm', type: 'button', 'aria-label': 'New chat', title: 'New chat', onclick: () => ctx.navigate('chat', 'new'), 'data-testid': 'new-chat-sm' }, icon('plus')),
+    ),
     messages,
     h('div', { class: 'composer-wrap' }, composer, hint),
   );
@@ -213,6 +220,8 @@ export function mount(main, ctx, params) {
     const sessions = await api.get(`/sessions?${agentQ}`);
     st.sessions = (sessions || []).sort((a, b) => b.updated_at - a.updated_at);
     renderSessions();
+    const cur = st.sessions.find((x) => x.id === st.current);
+    if (cur && !st.disposed) title.textContent = cur.title || 'Untitled chat';
     return st.sessions;
   }
 
@@ -232,7 +241,7 @@ export function mount(main, ctx, params) {
     replace(
       headActions,
       h('button', { class: 'btn btn-ghost btn-small', type: 'button', onclick: renameSession, title: 'Rename this chat' }, icon('edit'), h('span', { class: 'hide-sm' }, 'Rename')),
-      h('button', { class: 'btn btn-ghost btn-small', type: 'button', onclick: deleteSession, title: 'Delete this chat' }, icon('x'), h('span', { class: 'hide-sm' }, 'Delete')),
+      h('button', { class: 'btn btn-ghost btn-small', type: 'button', onclick: deleteSession, title: 'Delete this chat' }, icon('trash'), h('span', { class: 'hide-sm' }, 'Delete')),
     );
   }
 
@@ -311,6 +320,10 @@ export function mount(main, ctx, params) {
         }
       } else if (m.role === 'error') {
         nodes.push(errorNote(m.body));
+      } else if (m.body && m.body.trim()) {
+        const b = bubble('assistant', m.body, m.created_at);
+        b.classList.add('msg-notice');
+        nodes.push(b);
       }
     }
     for (const c of chips.values()) if (c.el.dataset.state === 'running') c.el.dataset.state = 'ok';
@@ -427,6 +440,17 @@ export function mount(main, ctx, params) {
       if (pending.thinking) pending.thinking.remove();
       messages.append(errorNote(ev.message));
       setBusy(false);
+      return;
+    }
+    if (ev.type === 'notice') {
+      // The gateway's own message into this chat (an expired proposal, an outcome after a restart).
+      if (ev.session === st.current && ev.message) {
+        clearEmpty();
+        const b = bubble('assistant', ev.message.body, ev.message.created_at);
+        b.classList.add('msg-notice');
+        messages.append(b);
+        scrollDown();
+      }
       return;
     }
     if (!ev.session || ev.session !== st.current || !ev.turn) return;

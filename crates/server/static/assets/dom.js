@@ -79,6 +79,7 @@ const ICONS = {
   refresh: 'M20 11a8 8 0 1 0-2 6M20 5v6h-6',
   check: 'M5 12l5 5 9-10',
   x: 'M6 6l12 12M18 6L6 18',
+  trash: 'M4 7h16M10 11v6M14 11v6M6 7l1 13h10l1-13M9 7V4h6v3',
   edit: 'M4 20h4L19 9l-4-4L4 16zM13 7l4 4',
   ticket: 'M4 7h16v3a2 2 0 0 0 0 4v3H4v-3a2 2 0 0 0 0-4z',
   link: 'M10 14a4 4 0 0 0 6 0l3-3a4 4 0 0 0-6-6l-1 1M14 10a4 4 0 0 0-6 0l-3 3a4 4 0 0 0 6 6l1-1',
@@ -173,7 +174,7 @@ export function confirmDialog(title, text, yes = 'Confirm', danger = false) {
         h('button', { class: 'btn', type: 'button', onclick: () => close(false) }, 'Cancel'),
         h(
           'button',
-          { class: ['btn', danger ? 'btn-danger' : 'btn-primary'], type: 'button', onclick: () => close(true), autofocus: true },
+          { class: ['btn', danger ? 'btn-danger' : 'btn-primary'], type: 'button', onclick: () => close(true), autofocus: true, 'data-testid': 'confirm-yes' },
           yes,
         ),
       ),
@@ -232,7 +233,7 @@ export function showSecretOnce(title, secret, note) {
       ),
       status,
       h('p', { class: 'warn' }, 'This is the only time it is shown. Store it somewhere safe, like a password manager.'),
-      h('div', { class: 'actions' }, h('button', { class: 'btn', type: 'button', onclick: () => close(true) }, 'Done')),
+      h('div', { class: 'actions' }, h('button', { class: 'btn', type: 'button', onclick: () => close(true), 'data-testid': 'secret-done' }, 'Done')),
     );
   });
 }

@@ -9,7 +9,7 @@ let attempt = 0;
 let timer = null;
 let nextRequest = 1;
 let status = 'offline';
-const subscribed = new Map(); // session id → agent id (re-sent after a reconnect)
+const subscribed = new Map(); // session id → {agent, count} (re-sent after a reconnect)
 
 function emit(type, ev) {
   for (const fn of listeners.get(type) || []) {
@@ -61,7 +61,7 @@ export function connect() {
     if (ev.type === 'ready') {
       attempt = 0;
       setStatus('online');
-      for (const [session, agent] of subscribed) send({ type: 'subscribe', session, agent });
+      for (const [session, s] of subscribed) send({ type: 'subscribe', session, agent: s.agent });
     }
     emit(ev.type, ev);
     emit('*', ev);
@@ -114,12 +114,25 @@ export function send(msg) {
   return request_id;
 }
 
+/**
+ * Receives the events of a session's turns started elsewhere (another tab, the API) and its
+ * proposal changes. Reference-counted: several views may hold the same session.
+ */
 export function subscribe(session, agent) {
-  subscribed.set(session, agent);
+  const s = subscribed.get(session);
+  if (s) {
+    s.count += 1;
+    return;
+  }
+  subscribed.set(session, { agent, count: 1 });
   send({ type: 'subscribe', session, agent });
 }
 
 export function unsubscribe(session) {
-  if (!subscribed.delete(session)) return;
+  const s = subscribed.get(session);
+  if (!s) return;
+  s.count -= 1;
+  if (s.count > 0) return;
+  subscribed.delete(session);
   send({ type: 'unsubscribe', session });
 }

@@ -314,7 +314,8 @@ export function inline(text, parent, depth = 0) {
       const d = rest.slice(0, 2);
       const end = text.indexOf(d, i + 2);
       const leftOk = d !== '__' || !wordChar(text[i - 1]);
-      if (end > i + 2 && leftOk && text[end - 1] !== ' ') {
+      const rightOk = d !== '__' || !wordChar(text[end + 2]);
+      if (end > i + 2 && leftOk && rightOk && text[end - 1] !== ' ') {
         sub(d === '~~' ? 'del' : 'strong', text.slice(i + 2, end));
         i = end + 2;
         continue;
@@ -341,7 +342,7 @@ export function inline(text, parent, depth = 0) {
     }
     // [text](url)
     if (c === '[') {
-      const m = /^\[([^\]\n]{1,500})\]\(\s*<?([^\s)>]+)>?(?:\s+"[^"]*")?\s*\)/.exec(rest);
+      const m = /^\[([^\]\n]{1,500})\]\(\s*<?((?:[^\s()<>]|\([^\s()<>]*\))+)>?(?:\s+"[^"]*")?\s*\)/.exec(rest);
       if (m) {
         flush();
         const label = document.createDocumentFragment();

@@ -1,0 +1,265 @@
+// Test harness: the real gateway binary on 127.0.0.1 with a temp data dir, the scripted fake LLM
+// (crates/testkit `fake-llm`), people created through the public admin API, and headless Chromium.
+
+import { spawn } from 'node:child_process';
+import { mkdtemp, mkdir, rm, writeFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import readline from 'node:readline';
+import { chromium } from 'playwright-core';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+export const E2E_DIR = path.resolve(here, '..');
+const ROOT = path.resolve(E2E_DIR, '..');
+export const SCREENSHOTS = path.join(E2E_DIR, 'screenshots');
+
+export const DESKTOP = { width: 1280, height: 800 };
+export const PHONE = { width: 390, height: 844 };
+
+// Every process we start dies with the test process, whatever happens.
+const children = new Set();
+process.on('exit', () => {
+  for (const c of children) c.kill('SIGKILL');
+});
+
+function binary(envName, fallback) {
+  const p = process.env[envName] ? path.resolve(process.env[envName]) : path.join(ROOT, fallback);
+  if (!existsSync(p)) throw new Error(`${p} not found: build it (cargo build -p crewgate -p crewgate-testkit --bins) or set ${envName}`);
+  return p;
+}
+
+/** Spawns a process and resolves with it once `ready(line)` returns a value for a stdout line. */
+function startProcess(cmd, args, { env = {}, unset = [], ready, name, timeoutMs = 20000 }) {
+  return new Promise((resolve, reject) => {
+    const fullEnv = { ...process.env, ...env };
+    for (const k of unset) delete fullEnv[k];
+    const child = spawn(cmd, args, { env: fullEnv, stdio: ['pipe', 'pipe', 'pipe'] });
+    children.add(child);
+    child.once('exit', () => children.delete(child));
+    const stderr = [];
+    child.stderr.on('data', (d) => {
+      stderr.push(d.toString());
+      if (stderr.length > 400) stderr.shift();
+    });
+    const found = {};
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`${name} did not start within ${timeoutMs} ms:\n${stderr.join('')}`));
+    }, timeoutMs);
+    const rl = readline.createInterface({ input: child.stdout });
+    rl.on('line', (line) => {
+      const v = ready(line, found);
+      if (v) {
+        clearTimeout(timer);
+        resolve({ child, value: v, stderr });
+      }
+    });
+    child.on('exit', (code, signal) => {
+      clearTimeout(timer);
+      reject(new Error(`${name} exited early (code ${code}, signal ${signal}):\n${stderr.join('')}`));
+    });
+    child.on('error', (e) => {
+      clearTimeout(timer);
+      reject(e);
+    });
+  });
+}
+
+function stopProcess(child, signal = 'SIGTERM') {
+  return new Promise((resolve) => {
+    if (child.exitCode !== null || child.signalCode !== null) return resolve();
+    const t = setTimeout(() => child.kill('SIGKILL'), 5000);
+    child.once('exit', () => {
+      clearTimeout(t);
+      resolve();
+    });
+    child.kill(signal);
+  });
+}
+
+/**
+ * Starts fake LLM + gateway and creates people. Returns everything a test needs.
+ * people: e-mail addresses to create worker agents (and user tokens) for.
+ */
+export async function startStack({ people = [] } = {}) {
+  const dir = await mkdtemp(path.join(tmpdir(), 'crewgate-e2e-'));
+  const llmProc = await startProcess(binary('FAKE_LLM_BIN', 'target/debug/fake-llm'), ['--api-key', 'sk-e2e', '--chunk-delay-ms', '15'], {
+    name: 'fake-llm',
+    ready: (line) => {
+      try {
+        const v = JSON.parse(line);
+        return v.baseUrl ? v : null;
+      } catch {
+        return null;
+      }
+    },
+  });
+  const { baseUrl: llmBase, controlUrl } = llmProc.value;
+  const config = path.join(dir, 'crewgate.jsonc');
+  await writeFile(
+    config,
+    JSON.stringify({ llm: { baseUrl: llmBase, apiKey: '${E2E_LLM_KEY}', model: 'fake-model' } }, null, 2),
+  );
+  await mkdir(path.join(dir, 'data'));
+  let gw;
+  try {
+    gw = await startProcess(
+      binary('CREWGATE_BIN', 'target/debug/crewgate'),
+      ['gateway', '--data-dir', path.join(dir, 'data'), '--config', config, '--bind', '127.0.0.1:0'],
+      {
+        name: 'crewgate gateway',
+        env: { E2E_LLM_KEY: 'sk-e2e', RUST_LOG: process.env.RUST_LOG || 'warn' },
+        // The test's own settings win over anything inherited from the developer's shell.
+        unset: ['MASTER_KEY', 'CREWGATE_DATA_DIR', 'CREWGATE_CONFIG', 'CREWGATE_BIND', 'DATABASE_URL', 'REDPILL_API_KEY'],
+        ready: (line, found) => {
+          const t = /^admin token: (\S+)/.exec(line);
+          if (t) found.adminToken = t[1];
+          const l = /^listening on (http:\/\/\S+)/.exec(line);
+          if (l) found.base = l[1];
+          return found.base && found.adminToken ? { ...found } : null;
+        },
+      },
+    );
+  } catch (e) {
+    llmProc.child.stdin.end();
+    await stopProcess(llmProc.child);
+    throw e;
+  }
+  const { base, adminToken } = gw.value;
+
+  const stack = {
+    base,
+    adminToken,
+    dir,
+    people: {},
+    gatewayLog: gw.stderr,
+    /** Calls the REST API with a bearer token (Node side, like an API client). */
+    async call(method, p, token, body) {
+      const resp = await fetch(`${base}${p}`, {
+        method,
+        headers: { ...(token ? { Authorization: `Bearer ${token}` } : {}), ...(body !== undefined ? { 'Content-Type': 'application/json' } : {}) },
+        body: body !== undefined ? JSON.stringify(body) : undefined,
+      });
+      const text = await resp.text();
+      let json = null;
+      try {
+        json = text ? JSON.parse(text) : null;
+      } catch {
+        json = null;
+      }
+      return { status: resp.status, json, text, headers: resp.headers };
+    },
+    llm: {
+      /** Queues scripted answers: [{match: {contains}, step: {text} | {toolCalls} | …}]. */
+      async push(entries) {
+        const r = await fetch(`${controlUrl}/push`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(entries) });
+        if (!r.ok) throw new Error(`fake-llm push: ${r.status} ${await r.text()}`);
+      },
+      async requests() {
+        return (await fetch(`${controlUrl}/requests`)).json();
+      },
+    },
+    async stop() {
+      await stopProcess(gw.child);
+      llmProc.child.stdin.end();
+      await stopProcess(llmProc.child);
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+
+  try {
+    for (const email of people) {
+      const agent = await stack.call('POST', '/api/v1/agents', adminToken, { ownerEmail: email });
+      if (agent.status !== 201) throw new Error(`creating the agent of ${email}: ${agent.status} ${agent.text}`);
+      const tok = await stack.call('POST', '/api/v1/tokens', adminToken, { kind: 'user', agentId: agent.json.id });
+      if (tok.status !== 201) throw new Error(`issuing a token for ${email}: ${tok.status} ${tok.text}`);
+      stack.people[email.split('@')[0]] = { email, agentId: agent.json.id, userId: agent.json.owner, token: tok.json.token, tokenId: tok.json.info.id };
+    }
+  } catch (e) {
+    await stack.stop();
+    throw e;
+  }
+  return stack;
+}
+
+/** Gateway stack and browser together; if either fails to start, the other is stopped again. */
+export async function startAll(opts) {
+  const [s, b] = await Promise.allSettled([startStack(opts), launchBrowser()]);
+  if (s.status === 'rejected' || b.status === 'rejected') {
+    if (s.status === 'fulfilled') await s.value.stop();
+    if (b.status === 'fulfilled') await b.value.close();
+    throw s.status === 'rejected' ? s.reason : b.reason;
+  }
+  return { stack: s.value, browser: b.value };
+}
+
+const CHROMIUM_ARGS = ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--disable-dev-shm-usage'];
+
+export async function launchBrowser() {
+  const executablePath = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
+  if (!existsSync(executablePath)) throw new Error(`${executablePath} not found: install Debian's chromium (apt-get install chromium) or set CHROMIUM_PATH`);
+  return chromium.launch({ executablePath, headless: true, args: CHROMIUM_ARGS });
+}
+
+/**
+ * A fresh browser context (own cookies) and page. Collects console errors, page errors and
+ * dialogs so tests can assert none happened.
+ */
+export async function openPage(browser, { viewport = DESKTOP, colorScheme = 'light' } = {}) {
+  const context = await browser.newContext({ viewport, colorScheme, isMobile: viewport.width < 500, hasTouch: viewport.width < 500 });
+  const page = await context.newPage();
+  const problems = { dialogs: [], pageErrors: [], consoleErrors: [], requests: [] };
+  page.on('dialog', (d) => {
+    problems.dialogs.push(`${d.type()}: ${d.message()}`);
+    d.dismiss().catch(() => {});
+  });
+  page.on('pageerror', (e) => problems.pageErrors.push(String(e)));
+  page.on('console', (m) => {
+    if (m.type() === 'error') problems.consoleErrors.push(m.text());
+  });
+  page.on('request', (r) => problems.requests.push(r.url()));
+  page.setDefaultTimeout(10000);
+  return { context, page, problems };
+}
+
+/** Opens the sign-in link and waits until the app shell is there. */
+export async function loginWithLink(page, base, token) {
+  await page.goto(`${base}/?token=${encodeURIComponent(token)}`);
+  await page.waitForSelector('.shell');
+}
+
+export async function shot(page, name) {
+  await mkdir(SCREENSHOTS, { recursive: true });
+  const vp = page.viewportSize();
+  const suffix = vp && vp.width < 500 ? 'phone' : 'desktop';
+  // Let animations and fonts settle.
+  await page.waitForTimeout(150);
+  await page.screenshot({ path: path.join(SCREENSHOTS, `${name}-${suffix}.png`) });
+}
+
+/** Polls `fn` until it returns a truthy value. */
+export async function eventually(fn, { timeoutMs = 10000, what = 'condition' } = {}) {
+  const end = Date.now() + timeoutMs;
+  let last;
+  while (Date.now() < end) {
+    try {
+      last = await fn();
+      if (last) return last;
+    } catch (e) {
+      last = e;
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`timed out waiting for ${what}; last: ${last instanceof Error ? last.message : JSON.stringify(last)}`);
+}
+
+/** Waits until `selector` exists and holds no loading placeholder. */
+export async function settled(page, selector) {
+  await page.waitForSelector(selector);
+  await page.waitForFunction((sel) => {
+    const el = document.querySelector(sel);
+    return el && !el.querySelector('.loading') && el.childElementCount > 0;
+  }, selector);
+}
