@@ -81,7 +81,7 @@ pub async fn run(bin: &Path, durability_runs: usize, figures: &mut Vec<Figure>) 
     while t0.elapsed() < Duration::from_secs(10) {
         create_agent(&http, &gw, &format!("w{i}@lag.example")).await?;
         i += 1;
-        if i % 5 == 0 {
+        if i.is_multiple_of(5) {
             let v: serde_json::Value = http
                 .get(format!("{}/api/v1/backup/status", gw.base))
                 .bearer_auth(&gw.admin)

@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+mod approvals;
 mod backup;
 mod turns;
 
@@ -35,6 +36,9 @@ struct Args {
     /// Kill -9 runs for the backup durability figure (0 skips it).
     #[arg(long, default_value_t = 100)]
     durability_runs: usize,
+    /// Approvals for the "owner's yes → write" overhead figure (0 skips it).
+    #[arg(long, default_value_t = 200)]
+    approvals: usize,
     /// Where to write the JSON results.
     #[arg(long, default_value = "bench/results/latest.json")]
     out: PathBuf,
@@ -103,6 +107,8 @@ fn main() -> Result<()> {
     }
     eprintln!("bench: chat turns, memory, prompt size and WebSocket clients…");
     rt.block_on(turns::run(&args.crewgate, args.ws_clients, &mut figures))?;
+    eprintln!("bench: approval overhead ({} approvals)…", args.approvals);
+    rt.block_on(approvals::run(&args.crewgate, args.approvals, &mut figures))?;
     eprintln!("bench: backup lag and kill -9 durability ({} runs)…", args.durability_runs);
     rt.block_on(backup::run(&args.crewgate, args.durability_runs, &mut figures))?;
     let size = std::fs::metadata(&args.crewgate)?.len() as f64 / (1024.0 * 1024.0);

@@ -13,6 +13,8 @@ use std::path::PathBuf;
 use std::time::Instant;
 use tracing_subscriber::EnvFilter;
 
+mod approvals;
+
 pub const DEFAULT_BIND: &str = "127.0.0.1:18789";
 
 #[derive(Debug, Args)]
@@ -95,12 +97,18 @@ pub async fn run(args: GatewayArgs) -> Result<()> {
     }
     println!("listening on http://{local} (ready in {} ms)", started.elapsed().as_millis());
 
-    let runtime = crewgate_runtime::Runtime::new(
+    let runtime = std::sync::Arc::new(crewgate_runtime::Runtime::new(
         store.clone(),
         runtime_settings(config.as_ref()),
-        crewgate_runtime::ToolRegistry::with_defaults(),
-    );
-    let app = router(AppState::with_runtime(store, std::sync::Arc::new(runtime)).with_backup(replicator.clone()));
+        approvals::tools(config.as_ref())?,
+    ));
+    // Settle writes a previous process left half-done before anything new can start.
+    let recovered = runtime.recover_proposals().await.context("recovering interrupted proposals")?;
+    if recovered != crewgate_runtime::RecoveryReport::default() {
+        tracing::warn!(?recovered, "settled proposals interrupted by the previous stop");
+    }
+    let _sweeper = runtime.spawn_sweeper();
+    let app = router(AppState::with_runtime(store, runtime).with_backup(replicator.clone()));
     serve(listener, app, shutdown_signal()).await.context("serving HTTP")?;
     if let Some(r) = replicator {
         // Graceful stop flushes the last changes to S3 (bounded; the outcome is logged).
@@ -190,6 +198,7 @@ fn runtime_settings(cfg: Option<&crewgate_config::Config>) -> crewgate_runtime::
         s.llm.api_key = cfg.llm.api_key.clone();
         s.llm.timeout = cfg.llm.timeout();
         s.default_model = cfg.llm.model.primary.clone();
+        s.approvals = approvals::settings(cfg);
     }
     s.llm.api_key = s.llm.api_key.filter(|k| !k.expose_secret().trim().is_empty()).or_else(|| {
         std::env::var("REDPILL_API_KEY")

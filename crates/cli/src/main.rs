@@ -2,6 +2,7 @@
 //! `crewgate-server`) that wires crates together; errors become `anyhow` here and nowhere else.
 
 mod admin;
+mod audit;
 mod backup;
 mod chat;
 mod context;
@@ -73,6 +74,9 @@ enum Command {
     /// Talk to an agent of a running gateway (streams over the WebSocket).
     #[command(after_help = "Example:\n  CREWGATE_TOKEN=cgu_… crewgate chat --agent alice-company-com")]
     Chat(chat::ChatArgs),
+    /// Audit log: verify its hash chain (detects entries changed in the database).
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
     /// Encrypted continuous S3 backup: status, now, list.
     #[command(subcommand)]
     Backup(backup::BackupCommand),
@@ -122,6 +126,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Users(cmd) => admin::users(cmd).await.map(|()| ExitCode::SUCCESS),
         Command::Tokens(cmd) => admin::tokens(cmd).await.map(|()| ExitCode::SUCCESS),
         Command::Chat(args) => chat::run(args).await.map(|()| ExitCode::SUCCESS),
+        Command::Audit(cmd) => audit::audit(cmd).await,
         Command::Backup(cmd) => backup::backup(cmd).await.map(|()| ExitCode::SUCCESS),
         Command::Restore(args) => backup::restore_cmd(args).await.map(|()| ExitCode::SUCCESS),
         Command::Doctor(args) => doctor::run(args).await,

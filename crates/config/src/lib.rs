@@ -20,11 +20,12 @@ use std::path::Path;
 pub use env::{EnvLookup, ProcessEnv};
 pub use error::{ConfigError, Diagnostic};
 pub use model::{
-    AgentConfig, AgentsConfig, ApiKeySkill, ApiKeySkillConfig, AttioIntegration, AuthConfig, Autonomy,
-    BackupConfig, Config, DEFAULT_ATTIO_API_BASE, DEFAULT_GOOGLE_AUTH_URL, DEFAULT_GOOGLE_TOKEN_URL,
-    DEFAULT_LLM_BASE_URL, DEFAULT_MODEL, DEFAULT_NOTION_API_BASE, DEFAULT_PORT, GatewayConfig, GogSkill,
-    GogSkillConfig, GoogleIntegration, Grant, Identity, InstalledSkills, IntegrationsConfig, LlmConfig,
-    NotionIntegration, OnboardingConfig, S3Config, SkillsConfig, SmtpConfig, Subagents, UserToken,
+    AgentConfig, AgentsConfig, ApiKeySkill, ApiKeySkillConfig, ApprovalsConfig, AttioIntegration, AuthConfig,
+    Autonomy, BackupConfig, Config, DEFAULT_ATTIO_API_BASE, DEFAULT_GOOGLE_AUTH_URL,
+    DEFAULT_GOOGLE_TOKEN_URL, DEFAULT_LLM_BASE_URL, DEFAULT_MODEL, DEFAULT_NOTION_API_BASE, DEFAULT_PORT,
+    GatewayConfig, GogSkill, GogSkillConfig, GoogleIntegration, Grant, Identity, InstalledSkills,
+    IntegrationsConfig, LlmConfig, NotionIntegration, OnboardingConfig, S3Config, SkillsConfig, SmtpConfig,
+    Subagents, UserToken,
 };
 pub use values::{
     AgentSelector, AutonomyLevel, Email, HttpUrl, ModelRef, SkillId, Timestamp, UnknownSkill, UrlError,

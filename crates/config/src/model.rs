@@ -45,6 +45,7 @@ pub struct Config {
     pub integrations: IntegrationsConfig,
     pub onboarding: OnboardingConfig,
     pub backup: BackupConfig,
+    pub approvals: ApprovalsConfig,
     /// Non-fatal findings (plaintext secrets, enabled skills without credentials, …), in file
     /// order. Print them at start-up.
     #[serde(skip)]
@@ -541,6 +542,33 @@ fn default_smtp_port() -> u16 {
 
 fn yes() -> bool {
     true
+}
+
+// ---------------------------------------------------------------------------------------------
+// approvals
+
+/// The human approval gate.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
+pub struct ApprovalsConfig {
+    /// A pending proposal expires (and its session is told) this many hours after it was made.
+    #[serde(deserialize_with = "de_nonzero_u32")]
+    pub ttl_hours: u32,
+    /// Let admins approve, reject or edit other people's agents' proposals. Off: only the
+    /// agent's owner decides (admins still decide for agents without an owner).
+    pub admins_may_decide: bool,
+}
+
+impl Default for ApprovalsConfig {
+    fn default() -> Self {
+        Self { ttl_hours: 24, admins_may_decide: false }
+    }
+}
+
+impl ApprovalsConfig {
+    pub fn ttl(&self) -> Duration {
+        Duration::from_secs(u64::from(self.ttl_hours) * 3600)
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

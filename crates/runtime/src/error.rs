@@ -31,6 +31,9 @@ pub enum RuntimeError {
     StepLimit(u32),
     #[error("the store failed: {0}")]
     Store(#[from] StoreError),
+    /// A task the turn waited for (a proposal being stored or run) panicked or was cancelled.
+    #[error("an internal task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
 }
 
 impl RuntimeError {
@@ -45,6 +48,7 @@ impl RuntimeError {
             RuntimeError::StepLimit(_) => "step_limit",
             RuntimeError::Store(StoreError::NotFound(_)) => "not_found",
             RuntimeError::Store(_) => "store_unavailable",
+            RuntimeError::Task(_) => "internal",
         }
     }
 }

@@ -1,6 +1,7 @@
 //! [`TurnEvent`]: what a running turn reports, in order, to its caller and to session subscribers.
 //! Serialised (tagged by `type`) as the WebSocket's server → client messages.
 
+use crewgate_core::Proposal;
 use crewgate_store::Message;
 use serde::{Deserialize, Serialize};
 
@@ -25,6 +26,12 @@ pub enum TurnEvent {
     ToolCall { session: String, turn: String, call_id: String, name: String, arguments: String },
     /// A tool finished; `preview` is the start of what went back to the model.
     ToolResult { session: String, turn: String, call_id: String, name: String, ok: bool, preview: String },
+    /// A proposal was made or changed state (pending, approved, executing, done, failed, …).
+    /// `turn` is empty when the change happened outside a turn (REST decision, sweeper, restart).
+    Proposal { session: String, turn: String, proposal: Box<Proposal> },
+    /// The gateway posted a message into the session outside a turn (an expired proposal, an
+    /// outcome after a restart or a dashboard decision); `turn` is empty.
+    Notice { session: String, turn: String, message: Message },
     /// The final assistant message, as stored. Always the last event of a successful turn.
     Final { session: String, turn: String, message: Message, usage: TurnUsage },
     /// The turn failed; `message` is for the person. Always the last event of a failed turn; the
@@ -40,6 +47,8 @@ impl TurnEvent {
             | TurnEvent::Delta { session, .. }
             | TurnEvent::ToolCall { session, .. }
             | TurnEvent::ToolResult { session, .. }
+            | TurnEvent::Proposal { session, .. }
+            | TurnEvent::Notice { session, .. }
             | TurnEvent::Final { session, .. }
             | TurnEvent::Error { session, .. } => session,
         }
@@ -52,6 +61,8 @@ impl TurnEvent {
             | TurnEvent::Delta { turn, .. }
             | TurnEvent::ToolCall { turn, .. }
             | TurnEvent::ToolResult { turn, .. }
+            | TurnEvent::Proposal { turn, .. }
+            | TurnEvent::Notice { turn, .. }
             | TurnEvent::Final { turn, .. }
             | TurnEvent::Error { turn, .. } => turn,
         }

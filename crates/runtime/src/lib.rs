@@ -7,6 +7,7 @@
 //! step limit and a wall-clock limit. Turns of one session run one at a time; sessions run
 //! concurrently. See `README.md` for the invariants.
 
+pub mod approvals;
 mod error;
 mod events;
 mod prompt;
@@ -16,8 +17,13 @@ mod time;
 pub mod tools;
 mod turn;
 
+pub use approvals::{
+    ApprovalError, ApprovalSettings, Autonomy, DecisionRequest, GrantRequest, RecoveryReport, Sender,
+};
 /// Re-exported so the binary can fill [`RuntimeSettings::llm`] without depending on the client crate.
 pub use crewgate_llm::{LlmSettings, SecretString};
+/// Re-exported so the binary can build the external tools without depending on the tools crate.
+pub use crewgate_tools::{Skill, ToolSettings, Toolbox};
 pub use error::RuntimeError;
 pub use events::{TurnEvent, TurnUsage};
 pub use prompt::{HistoryStats, estimate_request_tokens, estimate_tokens};
@@ -46,8 +52,9 @@ pub struct Runtime {
     /// instead of failing the whole gateway.
     llm: Result<LlmClient, String>,
     tools: ToolRegistry,
-    locks: SessionLocks,
-    bus: SessionBus,
+    locks: Arc<SessionLocks>,
+    bus: Arc<SessionBus>,
+    gate: Arc<approvals::Gate>,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -66,7 +73,17 @@ impl Runtime {
         if let Err(e) = &llm {
             tracing::error!(error = %e, "the LLM client cannot be built; chat turns will fail");
         }
-        Self { store, settings, llm, tools, locks: SessionLocks::default(), bus: SessionBus::default() }
+        let locks = Arc::new(SessionLocks::default());
+        let bus = Arc::new(SessionBus::default());
+        let gate = Arc::new(approvals::Gate::new(
+            store.clone(),
+            tools.clone(),
+            bus.clone(),
+            locks.clone(),
+            settings.approvals.clone(),
+            settings.tool_timeout,
+        ));
+        Self { store, settings, llm, tools, locks, bus, gate }
     }
 
     /// Default settings (RedPill, no key) and the built-in tools.

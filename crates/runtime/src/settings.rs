@@ -1,5 +1,6 @@
 //! [`RuntimeSettings`]: what the CLI fills from the config file (`llm.*`) plus the loop's limits.
 
+use crate::approvals::ApprovalSettings;
 use crewgate_llm::LlmSettings;
 use std::time::Duration;
 
@@ -26,6 +27,8 @@ pub struct RuntimeSettings {
     pub max_tool_result_chars: usize,
     /// Longest accepted user message.
     pub max_message_chars: usize,
+    /// The approval gate: proposal lifetime, who decides, autonomy of config agents.
+    pub approvals: ApprovalSettings,
 }
 
 impl Default for RuntimeSettings {
@@ -40,6 +43,7 @@ impl Default for RuntimeSettings {
             history_max_messages: 200,
             max_tool_result_chars: 8_000,
             max_message_chars: 32_000,
+            approvals: ApprovalSettings::default(),
         }
     }
 }

@@ -1,10 +1,11 @@
 //! One turn of the agent loop.
 
+use crate::approvals::{self, ChatGate, Proposed, Sender};
 use crate::events::{TurnEvent, TurnUsage};
 use crate::prompt::{self, AgentProfile, MAX_SOUL_BYTES};
-use crate::tools::{Effect, ToolContext, validate_arguments};
+use crate::tools::{Effect, Tool, ToolContext, ToolRegistry};
 use crate::{DEFAULT_SESSION_TITLE, Runtime, RuntimeError, store_error};
-use crewgate_core::{Agent, AgentId};
+use crewgate_core::{Agent, AgentId, Proposal, ProposalState};
 use crewgate_llm::{
     ChatRequest, LlmClient, Message as LlmMessage, StreamAccumulator, StreamEvent, ToolCall, ToolChoice,
 };
@@ -12,6 +13,7 @@ use crewgate_store::{Message, MessageRole, NewMessage, Session, StoredToolCall};
 use futures::StreamExt;
 use serde_json::Value;
 use std::collections::HashSet;
+use std::sync::{Arc, Mutex, PoisonError};
 use tokio::sync::mpsc;
 
 /// Characters of a tool result shown in [`TurnEvent::ToolResult`].
@@ -27,11 +29,29 @@ pub struct TurnRequest {
     pub turn_id: Option<String>,
     /// Receives this turn's events (in addition to the session's subscribers).
     pub events: Option<mpsc::UnboundedSender<TurnEvent>>,
+    /// The authenticated person who wrote `content`. Only then can the message decide on a
+    /// proposal (and only if they are the agent's owner, or an admin when allowed); `None`
+    /// (other agents, internal callers) never decides anything.
+    pub sender: Option<Sender>,
 }
 
 impl TurnRequest {
     pub fn new(agent: AgentId, session: impl Into<String>, content: impl Into<String>) -> Self {
-        Self { agent, session: session.into(), content: content.into(), turn_id: None, events: None }
+        Self {
+            agent,
+            session: session.into(),
+            content: content.into(),
+            turn_id: None,
+            events: None,
+            sender: None,
+        }
+    }
+
+    /// Marks the message as written by `sender` (see [`TurnRequest::sender`]).
+    #[must_use]
+    pub fn from_sender(mut self, sender: Sender) -> Self {
+        self.sender = Some(sender);
+        self
     }
 }
 
@@ -46,6 +66,8 @@ pub struct TurnOutcome {
     /// Everything this turn stored, in order (person's message, tool rounds, reply).
     pub stored: Vec<Message>,
     pub usage: TurnUsage,
+    /// Proposals this turn made (pending ones wait for the person's decision).
+    pub proposals: Vec<Proposal>,
 }
 
 /// The first request a turn would send, for measuring prompt size.
@@ -98,12 +120,42 @@ impl Emitter<'_> {
     }
 }
 
+/// An edit the person asked for: the model revises `target`.
+struct Revision {
+    target: Proposal,
+    instructions: String,
+    by: String,
+    via: String,
+}
+
+/// What the approval gate learned during one turn.
+#[derive(Default)]
+struct TurnGate {
+    /// Consumed by the first write proposal of the turn.
+    revising: Option<Revision>,
+    /// The edit target that was not replaced (the model made no new proposal).
+    unrevised: Option<Proposal>,
+    /// Pending proposals of this turn with the verb of their reply hint.
+    pending: Vec<(Proposal, String)>,
+    /// Every proposal of this turn, as last seen.
+    all: Vec<Proposal>,
+}
+
 /// What a turn needs besides the runtime.
 struct TurnContext<'a> {
     llm: &'a LlmClient,
     model: String,
     tool_ctx: ToolContext,
+    /// The tools this agent is offered in this turn.
+    tools: ToolRegistry,
     emitter: Emitter<'a>,
+    gate: Mutex<TurnGate>,
+}
+
+impl TurnContext<'_> {
+    fn gate(&self) -> std::sync::MutexGuard<'_, TurnGate> {
+        self.gate.lock().unwrap_or_else(PoisonError::into_inner)
+    }
 }
 
 impl Runtime {
@@ -167,9 +219,15 @@ impl Runtime {
         *started = true;
         let (s, t) = emitter.ids();
         emitter.emit(TurnEvent::TurnStarted { session: s, turn: t });
-        let tool_ctx =
-            ToolContext { agent: agent.clone(), session_id: session.id.clone(), store: self.store.clone() };
-        let ctx = TurnContext { llm, model, tool_ctx, emitter };
+        let tool_ctx = ToolContext {
+            agent: agent.clone(),
+            session_id: session.id.clone(),
+            store: self.store.clone(),
+            idempotency_key: None,
+        };
+        let tools = self.tools.available_to(&agent, self.store.as_ref()).await?;
+        let ctx = TurnContext { llm, model, tool_ctx, tools, emitter, gate: Mutex::new(TurnGate::default()) };
+        let sender = req.sender;
         let mut usage = TurnUsage::default();
         let mut stored = Vec::new();
         let limit = self.settings.turn_timeout;
@@ -185,7 +243,15 @@ impl Runtime {
             let (s, t) = ctx.emitter.ids();
             ctx.emitter.emit(TurnEvent::UserMessage { session: s, turn: t, message: user_message.clone() });
             self.auto_title(&agent.id, &session, content).await;
-            let reply = self.steps(&ctx, &agent, &profile, &mut usage, &mut stored).await?;
+            // The gateway reads the person's own message for a decision before the model does.
+            let reply = match self.gate.chat_gate(&agent, &session.id, sender.as_ref(), content).await? {
+                ChatGate::Pass => self.steps(&ctx, &agent, &profile, &mut usage, &mut stored).await?,
+                ChatGate::Answer(text) => self.gateway_reply(&ctx, &agent, text, &mut stored).await?,
+                ChatGate::Revise { target, instructions, by, via } => {
+                    ctx.gate().revising = Some(Revision { target: *target, instructions, by, via });
+                    self.steps(&ctx, &agent, &profile, &mut usage, &mut stored).await?
+                }
+            };
             Ok::<_, RuntimeError>((user_message, reply))
         };
         let result = match tokio::time::timeout(limit, work).await {
@@ -196,7 +262,8 @@ impl Runtime {
             Ok((user_message, reply)) => {
                 let (s, t) = ctx.emitter.ids();
                 ctx.emitter.emit(TurnEvent::Final { session: s, turn: t, message: reply.clone(), usage });
-                Ok(TurnOutcome { turn: turn.to_owned(), user_message, reply, stored, usage })
+                let proposals = std::mem::take(&mut ctx.gate().all);
+                Ok(TurnOutcome { turn: turn.to_owned(), user_message, reply, stored, usage, proposals })
             }
             Err(e) => {
                 tracing::warn!(agent = %agent.id, session = %session.id, error = %e, "turn failed");
@@ -226,8 +293,9 @@ impl Runtime {
         let system = self.system_message(&agent, &profile).await?;
         let system_tokens = prompt::estimate_tokens(&system);
         let model = profile.model.clone().unwrap_or_else(|| self.settings.default_model.clone());
+        let tools = self.tools.available_to(&agent, self.store.as_ref()).await?;
         let request = ChatRequest::new(model, vec![LlmMessage::system(system), LlmMessage::user(text)])
-            .with_tools(self.tools.definitions());
+            .with_tools(tools.definitions());
         let tools_tokens = if request.tools.is_empty() {
             0
         } else {
@@ -253,8 +321,11 @@ impl Runtime {
         let (history, stats) = prompt::history(&recent, self.settings.history_budget_tokens, older_exist);
         tracing::debug!(session = %session, sent = stats.sent_messages, dropped = stats.dropped_messages, "history");
         messages.extend(history);
+        if let Some(note) = ctx.gate().revising.as_ref().map(revision_note) {
+            messages.push(LlmMessage::system(note));
+        }
 
-        let tools = self.tools.definitions();
+        let tools = ctx.tools.definitions();
         let max_steps = self.settings.max_steps.max(1);
         for step in 1..=max_steps {
             let last = step == max_steps;
@@ -271,13 +342,10 @@ impl Runtime {
                 usage.completion_tokens += u64::from(u.completion_tokens);
             }
             if answer.tool_calls.is_empty() {
+                let text = self.with_proposals(ctx, answer.text);
                 let reply = self
                     .store
-                    .append_messages(
-                        &agent.id,
-                        session,
-                        &[NewMessage::text(MessageRole::Assistant, answer.text)],
-                    )
+                    .append_messages(&agent.id, session, &[NewMessage::text(MessageRole::Assistant, text)])
                     .await
                     .map_err(store_error)?
                     .pop()
@@ -314,7 +382,7 @@ impl Runtime {
                     name: call.function.name.clone(),
                     arguments: call.function.arguments.clone(),
                 });
-                let (ok, content) = self.run_tool(&ctx.tool_ctx, call).await;
+                let (ok, content) = self.run_tool(ctx, call).await;
                 let (s, t) = ctx.emitter.ids();
                 ctx.emitter.emit(TurnEvent::ToolResult {
                     session: s,
@@ -373,26 +441,41 @@ impl Runtime {
     }
 
     /// Runs one tool call; returns whether it succeeded and what goes back to the model. Every
-    /// failure becomes a message the model can act on; nothing here fails the turn.
-    async fn run_tool(&self, ctx: &ToolContext, call: &ToolCall) -> (bool, String) {
+    /// failure becomes a message the model can act on; nothing here fails the turn. Every call
+    /// is audited.
+    async fn run_tool(&self, ctx: &TurnContext<'_>, call: &ToolCall) -> (bool, String) {
         let name = call.function.name.as_str();
-        let Some(tool) = self.tools.get(name) else {
-            return (
-                false,
-                format!(
-                    "error: there is no tool {name:?}; available tools: {}",
-                    self.tools.names().join(", ")
+        let (effect, (ok, text)) = match ctx.tools.get(name) {
+            None => (
+                "unknown",
+                (
+                    false,
+                    format!(
+                        "error: there is no tool {name:?}; available tools: {}",
+                        ctx.tools.names().join(", ")
+                    ),
                 ),
-            );
+            ),
+            Some(tool) => {
+                let write = tool.manifest().effect == Effect::Write;
+                (
+                    if write { "write" } else { "read" },
+                    self.run_known_tool(ctx, tool.clone(), call, write).await,
+                )
+            }
         };
-        if tool.manifest().effect == Effect::Write {
-            return (
-                false,
-                format!(
-                    "error: {name} changes something outside this chat and needs the person's approval, which is not available yet; nothing was done. Tell the person what you would have done."
-                ),
-            );
-        }
+        self.gate.audit_tool_call(&ctx.tool_ctx.agent, name, &call.id, effect, ok).await;
+        (ok, text)
+    }
+
+    async fn run_known_tool(
+        &self,
+        ctx: &TurnContext<'_>,
+        tool: Arc<dyn Tool>,
+        call: &ToolCall,
+        write: bool,
+    ) -> (bool, String) {
+        let name = call.function.name.as_str();
         let raw = call.function.arguments.trim();
         let args = if raw.is_empty() {
             Value::Object(serde_json::Map::new())
@@ -407,17 +490,140 @@ impl Runtime {
                 }
             }
         };
-        if let Err(why) = validate_arguments(&tool.manifest().parameters, &args) {
+        if let Err(why) = tool.validate(&args) {
             return (false, format!("error: {why}; nothing was run"));
         }
+        if write {
+            // A write never runs from the model's call: it becomes a proposal.
+            return self.propose_write(ctx, &tool, args).await;
+        }
         let limit = self.settings.tool_timeout;
-        let (ok, text) = match tokio::time::timeout(limit, tool.call(ctx, args)).await {
+        let (ok, text) = match tokio::time::timeout(limit, tool.call(&ctx.tool_ctx, args)).await {
             Ok(Ok(Value::String(s))) => (true, s),
             Ok(Ok(v)) => (true, v.to_string()),
             Ok(Err(e)) => (false, format!("error: {e}")),
             Err(_elapsed) => (false, format!("error: {name} did not answer within {} s", limit.as_secs())),
         };
         (ok, self.clip_tool_result(text))
+    }
+
+    /// Turns the model's write call into a proposal (or runs it under a grant) and says so.
+    async fn propose_write(
+        &self,
+        ctx: &TurnContext<'_>,
+        tool: &Arc<dyn Tool>,
+        args: Value,
+    ) -> (bool, String) {
+        let verb = tool.describe_write(&args).verb;
+        let proposed = match self.gate.propose(&ctx.tool_ctx, tool, args, &ctx.emitter.turn).await {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::error!(agent = %ctx.tool_ctx.agent.id, error = %e, "a proposal could not be stored");
+                return (false, format!("error: the proposal could not be stored ({e}); nothing was done"));
+            }
+        };
+        let p = match &proposed {
+            Proposed::Pending(p) | Proposed::Auto { proposal: p, .. } => p.clone(),
+        };
+        let (s, t) = ctx.emitter.ids();
+        ctx.emitter.emit(TurnEvent::Proposal { session: s, turn: t, proposal: Box::new(p.clone()) });
+        let revision = ctx.gate().revising.take();
+        if let Some(r) = revision {
+            match self.gate.supersede(&r.target, &p, &r.by, &r.via, &r.instructions).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    tracing::info!(proposal = %r.target.id, "the edited proposal was decided meanwhile")
+                }
+                Err(e) => {
+                    tracing::error!(proposal = %r.target.id, error = %e, "could not supersede the edited proposal")
+                }
+            }
+        }
+        ctx.gate().all.push(p.clone());
+        match proposed {
+            Proposed::Pending(p) => {
+                let n = p.number;
+                ctx.gate().pending.push((p, verb));
+                (
+                    true,
+                    format!(
+                        "Proposal #{n} is waiting for the person's approval; nothing has been done yet. The gateway shows them exactly what will happen, and only they can answer (approved, edit: …, or no). Tell them in one short sentence what you proposed; never say it was done."
+                    ),
+                )
+            }
+            Proposed::Auto { grant_id, proposal } => {
+                let ok = proposal.state == ProposalState::Done;
+                let result = proposal.result.as_ref().map_or_else(String::new, Value::to_string);
+                let text = if ok {
+                    format!(
+                        "Done without asking, under the person's autonomy grant {grant_id}. Result: {result}"
+                    )
+                } else {
+                    format!(
+                        "error: it ran without asking under autonomy grant {grant_id} but did not succeed: {}",
+                        approvals::outcome_text(&proposal)
+                    )
+                };
+                (ok, self.clip_tool_result(text))
+            }
+        }
+    }
+
+    /// Appends what the person must see under the model's reply: each new pending proposal as
+    /// the gateway rendered it from the arguments (the model's prose may misdescribe it), and a
+    /// note when an edit produced no new proposal.
+    fn with_proposals(&self, ctx: &TurnContext<'_>, text: String) -> String {
+        let mut extra = String::new();
+        {
+            let mut g = ctx.gate();
+            let several = g.pending.len() > 1;
+            for (p, verb) in &g.pending {
+                extra.push_str("\n\n");
+                extra.push_str(&approvals::pending_block(p, verb, several));
+            }
+            g.pending.clear();
+            if let Some(r) = g.revising.take() {
+                g.unrevised = Some(r.target);
+            }
+            if let Some(t) = &g.unrevised {
+                extra.push_str(&format!(
+                    "\n\n_No revised proposal was made; #{n} is unchanged and still waiting (approved #{n}, edit #{n}: …, or no #{n})._",
+                    n = t.number
+                ));
+            }
+        }
+        if extra.is_empty() {
+            return text;
+        }
+        let extra = if text.trim().is_empty() { extra.trim_start().to_owned() } else { extra };
+        let (s, t) = ctx.emitter.ids();
+        ctx.emitter.emit(TurnEvent::Delta { session: s, turn: t, text: extra.clone() });
+        text + &extra
+    }
+
+    /// The gateway's own answer to a decision message (the model is not called).
+    async fn gateway_reply(
+        &self,
+        ctx: &TurnContext<'_>,
+        agent: &Agent,
+        text: String,
+        stored: &mut Vec<Message>,
+    ) -> Result<Message, RuntimeError> {
+        let (s, t) = ctx.emitter.ids();
+        ctx.emitter.emit(TurnEvent::Delta { session: s, turn: t, text: text.clone() });
+        let reply = self
+            .store
+            .append_messages(
+                &agent.id,
+                &ctx.tool_ctx.session_id,
+                &[NewMessage::text(MessageRole::Assistant, text)],
+            )
+            .await
+            .map_err(store_error)?
+            .pop()
+            .ok_or(RuntimeError::SessionNotFound)?;
+        stored.push(reply.clone());
+        Ok(reply)
     }
 
     fn clip_tool_result(&self, text: String) -> String {
@@ -461,6 +667,17 @@ struct ModelAnswer {
     text: String,
     tool_calls: Vec<ToolCall>,
     usage: Option<crewgate_llm::Usage>,
+}
+
+/// What the model is told when the person asked to change a proposal.
+fn revision_note(r: &Revision) -> String {
+    let args = prompt::excerpt(&r.target.args.to_string(), 4000);
+    format!(
+        "The person asked to change proposal #{n} ({tool}) before approving it. Their instructions: {instr:?}. Its arguments were: {args}. Call {tool} again now with revised arguments; the gateway replaces #{n} with your new proposal and asks the person again. Nothing has been done yet.",
+        n = r.target.number,
+        tool = r.target.tool,
+        instr = r.instructions,
+    )
 }
 
 /// Gives every call a non-empty id unique within the turn (some servers send none or repeat

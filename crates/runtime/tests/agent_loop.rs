@@ -99,6 +99,8 @@ fn kinds(events: &[TurnEvent]) -> Vec<&'static str> {
             TurnEvent::Delta { .. } => "delta",
             TurnEvent::ToolCall { .. } => "tool_call",
             TurnEvent::ToolResult { .. } => "tool_result",
+            TurnEvent::Proposal { .. } => "proposal",
+            TurnEvent::Notice { .. } => "notice",
             TurnEvent::Final { .. } => "final",
             TurnEvent::Error { .. } => "error",
         })
@@ -262,7 +264,7 @@ async fn write_tools_never_run_and_bad_calls_are_explained_to_the_model() {
     assert_eq!(cal.calls(), 1, "only the valid call ran");
     let results = e.llm.chat_requests()[1].tool_results();
     assert_eq!(results.len(), 5);
-    assert!(results[0].content.contains("needs the person's approval"), "{}", results[0].content);
+    assert!(results[0].content.contains("is waiting for the person's approval"), "{}", results[0].content);
     assert!(results[1].content.contains("there is no tool \"no_such_tool\""), "{}", results[1].content);
     assert!(results[2].content.contains("not valid JSON"), "{}", results[2].content);
     assert!(
@@ -275,7 +277,7 @@ async fn write_tools_never_run_and_bad_calls_are_explained_to_the_model() {
         .iter()
         .filter_map(|e| if let TurnEvent::ToolResult { ok, .. } = e { Some(*ok) } else { None })
         .collect();
-    assert_eq!(oks, [false, false, false, false, true]);
+    assert_eq!(oks, [true, false, false, false, true], "the write became a proposal");
 }
 
 #[tokio::test]

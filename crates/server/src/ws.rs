@@ -13,7 +13,13 @@
 //!   `user_message`, `delta`…, `tool_call`/`tool_result`…, and `final` or `error`;
 //! - `{"type":"subscribe","session":"<id>","agent":"<id>"?}` → `subscribed`, then the events of
 //!   that session's turns started elsewhere (REST, another tab); `unsubscribe` undoes it;
+//! - `{"type":"decide","proposal":"<id>","decision":"approve"|"reject"|"edit","instructions":"…"?,
+//!   "agent":"<id>"?}` → `decided` with the proposal (after it ran; for an edit, the revision), or
+//!   `error`; the same rules as `POST /api/v1/proposals/{id}/approve|reject|edit`;
 //! - `{"type":"ping"}` → `pong`.
+//!
+//! Proposal changes of a subscribed session arrive as `{"type":"proposal","proposal":{…}}`, and
+//! gateway notices (an expired proposal, an outcome after a restart) as `notice`.
 //!
 //! The agent is the caller's own for a user token (`agent` must be omitted or equal); an admin
 //! names it. Another user's session is "session not found", exactly like a missing one.
@@ -29,7 +35,7 @@ use axum::http::header::{AUTHORIZATION, COOKIE, HOST, ORIGIN, SEC_WEBSOCKET_PROT
 use axum::http::{HeaderMap, Request};
 use axum::response::{IntoResponse, Response};
 use crewgate_core::Principal;
-use crewgate_runtime::{RuntimeError, TurnEvent, TurnRequest};
+use crewgate_runtime::{DecisionRequest, RuntimeError, TurnEvent, TurnRequest};
 use futures::{SinkExt, StreamExt};
 use secrecy::SecretString;
 use serde::Deserialize;
@@ -186,6 +192,16 @@ enum ClientMsg {
         request_id: Option<Value>,
     },
     Ping {
+        #[serde(default)]
+        request_id: Option<Value>,
+    },
+    Decide {
+        proposal: String,
+        decision: String,
+        #[serde(default)]
+        instructions: Option<String>,
+        #[serde(default)]
+        agent: Option<String>,
         #[serde(default)]
         request_id: Option<Value>,
     },
@@ -369,7 +385,7 @@ impl Conn {
                 let rid = serde_json::from_str::<Value>(text).ok().and_then(|v| v.get("request_id").cloned());
                 self.send(error_msg(
                     "bad_request",
-                    &format!("invalid message ({e}); expected {{\"type\": \"send\" | \"subscribe\" | \"unsubscribe\" | \"ping\", …}}"),
+                    &format!("invalid message ({e}); expected {{\"type\": \"send\" | \"subscribe\" | \"unsubscribe\" | \"decide\" | \"ping\", …}}"),
                     rid.as_ref(),
                 ));
                 return;
@@ -390,6 +406,9 @@ impl Conn {
                     }
                     Err(e) => self.send(e.with_request_id(request_id.as_ref())),
                 }
+            }
+            ClientMsg::Decide { proposal, decision, instructions, agent, request_id } => {
+                self.decide(proposal, &decision, instructions, agent.as_deref(), request_id);
             }
             ClientMsg::Unsubscribe { session, request_id } => {
                 if let Some(task) = self.subscriptions.remove(&session) {
@@ -436,7 +455,8 @@ impl Conn {
         self.own_turns.lock().unwrap_or_else(PoisonError::into_inner).insert(turn.clone());
         self.send(json!({"type": "accepted", "session": session.id, "turn": turn, "request_id": request_id}));
         let (tx, mut rx) = mpsc::unbounded_channel::<TurnEvent>();
-        let mut req = TurnRequest::new(agent.id, session.id, content);
+        let mut req = TurnRequest::new(agent.id, session.id, content)
+            .from_sender(crewgate_runtime::Sender::new(self.principal.clone(), "ws"));
         req.turn_id = Some(turn);
         req.events = Some(tx);
         let runtime = self.state.runtime.clone();
@@ -456,6 +476,51 @@ impl Conn {
             in_flight.fetch_sub(1, Ordering::SeqCst);
         });
         Ok(())
+    }
+
+    /// A decision on a proposal; answered from its own task (an approval waits for the write,
+    /// an edit for the agent's revision) so the connection keeps serving.
+    fn decide(
+        &self,
+        proposal: String,
+        decision: &str,
+        instructions: Option<String>,
+        agent: Option<&str>,
+        request_id: Option<Value>,
+    ) {
+        let agent = match target_agent(&self.principal, agent) {
+            Ok(a) => a,
+            Err(e) => return self.send(api_error_msg(&e, request_id.as_ref())),
+        };
+        let request = match (decision, instructions.filter(|i| !i.trim().is_empty())) {
+            ("approve", _) => DecisionRequest::Approve,
+            ("reject", _) => DecisionRequest::Reject,
+            ("edit", Some(instructions)) => DecisionRequest::Edit { instructions },
+            ("edit", None) => {
+                return self.send(error_msg(
+                    "bad_request",
+                    "an edit needs \"instructions\": what to change",
+                    request_id.as_ref(),
+                ));
+            }
+            _ => {
+                return self.send(error_msg(
+                    "bad_request",
+                    "decision must be \"approve\", \"reject\" or \"edit\"",
+                    request_id.as_ref(),
+                ));
+            }
+        };
+        let runtime = self.state.runtime.clone();
+        let principal = self.principal.clone();
+        let out = self.out.clone();
+        tokio::spawn(async move {
+            let msg = match runtime.decide(&principal, &agent, &proposal, request, "ws").await {
+                Ok(p) => json!({"type": "decided", "proposal": p, "request_id": request_id}),
+                Err(e) => error_msg(e.code(), &e.to_string(), request_id.as_ref()),
+            };
+            post(&out, Out::Json(msg));
+        });
     }
 
     async fn subscribe(&mut self, session: &str, agent: Option<&str>) -> Result<(), WsError> {

@@ -8,7 +8,9 @@ use crewgate_runtime::tools::ToolRegistry;
 use reqwest::header::{COOKIE, SET_COOKIE};
 
 async fn login(base: &str, token: &str, host: Option<&str>) -> reqwest::Response {
-    let mut req = reqwest::Client::new().post(format!("{base}/api/v1/auth/login")).json(&serde_json::json!({ "token": token }));
+    let mut req = reqwest::Client::new()
+        .post(format!("{base}/api/v1/auth/login"))
+        .json(&serde_json::json!({ "token": token }));
     if let Some(h) = host {
         req = req.header("host", h).header("x-forwarded-proto", "https");
     }
@@ -41,7 +43,8 @@ async fn token_exchanged_for_a_strict_httponly_cookie_with_csrf() {
     assert_eq!(me["agent"]["id"], alice.agent_id.as_str());
 
     // A state-changing request with the cookie but without the CSRF header is refused.
-    let no_csrf = client.post(format!("{}/api/v1/sessions", gw.base)).header(COOKIE, &cookie).send().await.unwrap();
+    let no_csrf =
+        client.post(format!("{}/api/v1/sessions", gw.base)).header(COOKIE, &cookie).send().await.unwrap();
     assert_eq!(no_csrf.status(), 403);
     let wrong = client
         .post(format!("{}/api/v1/sessions", gw.base))
@@ -60,8 +63,15 @@ async fn token_exchanged_for_a_strict_httponly_cookie_with_csrf() {
         .unwrap();
     assert_eq!(ok.status(), 201);
 
-    let session: serde_json::Value =
-        client.get(format!("{}/api/v1/auth/session", gw.base)).header(COOKIE, &cookie).send().await.unwrap().json().await.unwrap();
+    let session: serde_json::Value = client
+        .get(format!("{}/api/v1/auth/session", gw.base))
+        .header(COOKIE, &cookie)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(session["csrf"], csrf.as_str(), "a reloaded page gets its CSRF token back");
 
     // Logout ends this browser session.
@@ -85,10 +95,16 @@ async fn revoking_the_token_ends_its_browser_sessions() {
     let resp = login(&gw.base, &alice.token, None).await;
     let (cookie, _) = cookie_of(&resp);
     let client = reqwest::Client::new();
-    assert_eq!(client.get(format!("{}/api/v1/me", gw.base)).header(COOKIE, &cookie).send().await.unwrap().status(), 200);
+    assert_eq!(
+        client.get(format!("{}/api/v1/me", gw.base)).header(COOKIE, &cookie).send().await.unwrap().status(),
+        200
+    );
     let (s, _) = gw.call("DELETE", &format!("/api/v1/tokens/{}", alice.token_id), &gw.admin, None).await;
     assert_eq!(s, 204);
-    assert_eq!(client.get(format!("{}/api/v1/me", gw.base)).header(COOKIE, &cookie).send().await.unwrap().status(), 401);
+    assert_eq!(
+        client.get(format!("{}/api/v1/me", gw.base)).header(COOKIE, &cookie).send().await.unwrap().status(),
+        401
+    );
 }
 
 #[tokio::test]

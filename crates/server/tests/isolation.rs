@@ -22,6 +22,8 @@ struct Fixture {
     revoked: String,
     spare_agent: String,
     a_session: String,
+    a_proposal: String,
+    a_grant: String,
     _llm: FakeLlm,
     _dir: tempfile::TempDir,
 }
@@ -81,7 +83,47 @@ async fn fixture() -> Fixture {
     let llm = FakeLlm::start().await;
     let settings =
         RuntimeSettings::new(LlmSettings::new(llm.base_url(), Some(LlmKey::from("k"))), "fake/model");
-    let runtime = Arc::new(Runtime::new(store.clone(), settings, ToolRegistry::with_defaults()));
+    // A pending proposal and a grant of Alice's, for the approval routes.
+    let a_agent = AgentId::parse(&a.agent_id).unwrap();
+    let a_proposal = store
+        .create_proposal(crewgate_store::approvals::NewProposal {
+            agent_id: a_agent.clone(),
+            session_id: Some(a_session.clone()),
+            owner_id: Some(crewgate_core::UserId::parse(&a.user_id).unwrap()),
+            tool: "gmail_send".into(),
+            args: serde_json::json!({"to": ["x@y.com"]}),
+            summary: "📋 Proposed action: Send email".into(),
+            trace_id: None,
+            expires_at: crewgate_core::now_millis() + 3_600_000,
+        })
+        .await
+        .unwrap()
+        .id;
+    let a_grant = store
+        .create_grant(crewgate_store::approvals::NewGrant {
+            agent_id: a_agent,
+            action: "gmail.send".into(),
+            match_args: serde_json::Map::new(),
+            expires_at: None,
+            daily_cap: None,
+            created_by: "test".into(),
+        })
+        .await
+        .unwrap()
+        .id;
+    let mut tools = ToolRegistry::with_defaults();
+    tools
+        .register(Arc::new(crewgate_runtime::tools::StaticTool::new(
+            crewgate_runtime::ToolManifest {
+                name: "gmail_send".into(),
+                description: "Send an e-mail.".into(),
+                parameters: serde_json::json!({"type": "object"}),
+                effect: crewgate_runtime::Effect::Write,
+            },
+            serde_json::json!({"id": "m1"}),
+        )))
+        .unwrap();
+    let runtime = Arc::new(Runtime::new(store.clone(), settings, tools));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let app = router(AppState::with_runtime(store, runtime));
@@ -94,6 +136,8 @@ async fn fixture() -> Fixture {
         revoked: r.secret.expose_secret().to_owned(),
         spare_agent: spare.id.to_string(),
         a_session,
+        a_proposal,
+        a_grant,
         _llm: llm,
         _dir: dir,
     }
@@ -112,7 +156,8 @@ const WHO: [Who; 6] = [Who::Nobody, Who::Malformed, Who::Revoked, Who::A, Who::B
 
 struct Row {
     method: &'static str,
-    /// `{a_agent}`, `{b_agent}`, `{a_user}`, `{a_token}`, `{a_session}`, `{spare_agent}` are
+    /// `{a_agent}`, `{b_agent}`, `{a_user}`, `{a_token}`, `{a_session}`, `{spare_agent}`,
+    /// `{a_proposal}`, `{a_grant}` are
     /// filled from the fixture.
     path: &'static str,
     body: Option<&'static str>,
@@ -221,6 +266,46 @@ const ROWS: &[Row] = &[
         [401, 401, 401, 200, 404, 200],
     ),
     row("GET", "/v1/models", None, [401, 401, 401, 200, 200, 200]),
+    // Approvals: only the owner decides (admins may look, and decide only with
+    // approvals.adminsMayDecide); another user's proposal or grant is a 404.
+    row("GET", "/api/v1/proposals", None, [401, 401, 401, 200, 200, 400]),
+    row("GET", "/api/v1/proposals?state=pending", None, [401, 401, 401, 200, 200, 200]),
+    row("GET", "/api/v1/proposals?state=bogus", None, [401, 401, 401, 400, 400, 400]),
+    row("GET", "/api/v1/proposals?agent={a_agent}", None, [401, 401, 401, 200, 404, 200]),
+    row("GET", "/api/v1/proposals/{a_proposal}", None, [401, 401, 401, 200, 404, 400]),
+    row("GET", "/api/v1/proposals/{a_proposal}?agent={a_agent}", None, [401, 401, 401, 200, 404, 200]),
+    row("GET", "/api/v1/proposals/{a_proposal}?agent={b_agent}", None, [401, 401, 401, 404, 404, 404]),
+    row("POST", "/api/v1/proposals/{a_proposal}/approve", None, [401, 401, 401, 200, 404, 400]),
+    row(
+        "POST",
+        "/api/v1/proposals/{a_proposal}/approve?agent={a_agent}",
+        None,
+        [401, 401, 401, 200, 404, 403],
+    ),
+    row(
+        "POST",
+        "/api/v1/proposals/{a_proposal}/reject?agent={a_agent}",
+        None,
+        [401, 401, 401, 200, 404, 403],
+    ),
+    row(
+        "POST",
+        "/api/v1/proposals/{a_proposal}/edit?agent={a_agent}",
+        Some(r#"{"instructions":"shorter"}"#),
+        [401, 401, 401, 409, 404, 403],
+    ),
+    row("POST", "/api/v1/proposals/{a_proposal}/edit?agent={a_agent}", None, [401, 401, 401, 400, 404, 400]),
+    row("GET", "/api/v1/grants", None, [401, 401, 401, 200, 200, 400]),
+    row("GET", "/api/v1/grants?agent={a_agent}", None, [401, 401, 401, 200, 404, 200]),
+    row("POST", "/api/v1/grants", Some(r#"{"action":"gmail_send"}"#), [401, 401, 401, 201, 201, 400]),
+    row(
+        "POST",
+        "/api/v1/grants?agent={a_agent}",
+        Some(r#"{"action":"gmail_send","match_args":{"to":"*@company.com"}}"#),
+        [401, 401, 401, 201, 404, 201],
+    ),
+    row("DELETE", "/api/v1/grants/{a_grant}?agent={a_agent}", None, [401, 401, 401, 204, 404, 204]),
+    row("DELETE", "/api/v1/grants/{a_grant}", None, [401, 401, 401, 204, 404, 400]),
 ];
 
 fn fill(template: &str, f: &Fixture) -> String {
@@ -231,6 +316,8 @@ fn fill(template: &str, f: &Fixture) -> String {
         .replace("{a_user}", &f.a.user_id)
         .replace("{a_token}", &f.a.token_id)
         .replace("{spare_agent}", &f.spare_agent)
+        .replace("{a_proposal}", &f.a_proposal)
+        .replace("{a_grant}", &f.a_grant)
 }
 
 #[tokio::test]

@@ -555,6 +555,12 @@ impl FakeLlmBuilder {
             .layer(DefaultBodyLimit::max(64 * 1024 * 1024))
             .with_state(shared.clone());
         let server = tokio::spawn(async move {
+            // Streams are many small writes: without TCP_NODELAY, Nagle + delayed ACKs add ~40 ms.
+            let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+                if let Err(e) = tcp.set_nodelay(true) {
+                    tracing::debug!(error = %e, "fake LLM: cannot set TCP_NODELAY");
+                }
+            });
             if let Err(e) = axum::serve(listener, app).await {
                 tracing::error!(error = %e, "fake LLM server stopped");
             }

@@ -1,10 +1,11 @@
-//! The minimal tool layer: a [`Tool`] trait, [`ToolManifest`]s and a [`ToolRegistry`].
+//! The tool layer: a [`Tool`] trait, [`ToolManifest`]s and a [`ToolRegistry`].
 //!
 //! A manifest declares `effect: read | write`. Only read tools run from a model's call; a write
-//! tool is refused here until the approval gate (proposals) exists, so a model can never cause a
-//! write through this layer.
+//! tool call becomes a proposal (see `crate::approvals`) and its [`Tool::call`] runs only after
+//! the owner approved it (or a grant they set matched), with the proposal's idempotency key.
 
 mod builtin;
+pub mod external;
 mod schema;
 
 pub use builtin::{CurrentTime, ListMySessions, StaticTool};
@@ -13,7 +14,7 @@ pub use schema::validate_arguments;
 use async_trait::async_trait;
 use crewgate_core::Agent;
 use crewgate_llm::ToolDef;
-use crewgate_store::Store;
+use crewgate_store::{Store, StoreError};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -45,6 +46,9 @@ pub struct ToolContext {
     pub agent: Agent,
     pub session_id: String,
     pub store: Arc<dyn Store>,
+    /// Set for an approved write: derived from its proposal, the same on every attempt, so the
+    /// service can deduplicate and crash recovery can look the write up.
+    pub idempotency_key: Option<String>,
 }
 
 impl std::fmt::Debug for ToolContext {
@@ -52,6 +56,7 @@ impl std::fmt::Debug for ToolContext {
         f.debug_struct("ToolContext")
             .field("agent", &self.agent.id)
             .field("session", &self.session_id)
+            .field("idempotency_key", &self.idempotency_key)
             .finish()
     }
 }
@@ -61,21 +66,104 @@ pub enum ToolError {
     /// Fed back to the model so it can correct its call.
     #[error("invalid arguments: {0}")]
     InvalidArguments(String),
+    /// The tool did not do its work (a write certainly did not happen).
     #[error("{0}")]
     Failed(String),
+    /// An external service failed. `maybe_done`: a write may have happened anyway (the request
+    /// left the process and no clear answer came back), so it must not be retried blindly.
+    #[error("{message}")]
+    Service {
+        message: String,
+        maybe_done: bool,
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    },
     #[error("tool name {0:?} is invalid: use 1-64 characters of a-z, 0-9 and _")]
     InvalidName(String),
     #[error("a tool named {0:?} is already registered")]
     Duplicate(String),
 }
 
+impl ToolError {
+    /// True when a write may have happened despite the error (never retry it blindly).
+    pub fn maybe_done(&self) -> bool {
+        matches!(self, ToolError::Service { maybe_done: true, .. })
+    }
+}
+
+/// How a pending write is shown to the person asked to approve it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WriteDescription {
+    /// `📋 Proposed action: …` with the labelled values (rendered from the arguments, never from
+    /// the model's prose).
+    pub markdown: String,
+    /// Short verb phrase for the reply hint ("send", "create the event", …).
+    pub verb: String,
+    /// What a grant may be narrowed to (recipients, page ids, object slugs), lower-case.
+    pub targets: Vec<String>,
+}
+
+/// What a crash-recovery check learned about an earlier run of a write.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PriorExecution {
+    /// It happened; this is what it produced.
+    Found(Value),
+    /// The service has no trace of it.
+    NotFound,
+    /// The service cannot tell: a person must check.
+    Unknown,
+}
+
+/// What an agent needs before it is offered a tool.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ToolNeeds {
+    /// The skill (`gog`, `notion`, `attio-crm`) the agent's `skills` allowlist must permit.
+    pub skill: Option<&'static str>,
+    /// A secret of the agent's owner that must be stored (e.g. their Google connection).
+    pub owner_secret: Option<&'static str>,
+}
+
 #[async_trait]
 pub trait Tool: Send + Sync {
     fn manifest(&self) -> &ToolManifest;
 
-    /// Runs the tool with arguments already validated against the manifest's schema. The result
-    /// goes to the model as-is (a JSON string stays plain text, anything else is sent as JSON).
+    /// Runs the tool with arguments already validated with [`Tool::validate`]. The result goes
+    /// to the model as-is (a JSON string stays plain text, anything else is sent as JSON). A
+    /// write tool's `call` runs only for an approved proposal, with `ctx.idempotency_key` set.
     async fn call(&self, ctx: &ToolContext, args: Value) -> Result<Value, ToolError>;
+
+    /// Checks the model's arguments; the error says what to fix. Default: the manifest's schema.
+    fn validate(&self, args: &Value) -> Result<(), String> {
+        validate_arguments(&self.manifest().parameters, args)
+    }
+
+    /// The action family autonomy grants may name (e.g. `gmail.send`).
+    fn action_family(&self) -> Option<&str> {
+        None
+    }
+
+    /// How a pending write of this tool is shown to its approver.
+    fn describe_write(&self, args: &Value) -> WriteDescription {
+        let m = self.manifest();
+        let pretty = serde_json::to_string_pretty(args).unwrap_or_else(|_| args.to_string());
+        let mut markdown = format!("📋 Proposed action: {}\n", m.description.trim_end_matches('.'));
+        markdown.push_str(&format!("**Tool:** {}\n**Arguments:**\n", m.name));
+        for line in pretty.lines() {
+            markdown.push_str(&format!("> {line}\n"));
+        }
+        WriteDescription { markdown, verb: "go ahead".into(), targets: Vec::new() }
+    }
+
+    /// Whether an earlier run of this write (same `ctx.idempotency_key`) happened. Default:
+    /// nobody can tell.
+    async fn find_prior(&self, _ctx: &ToolContext, _args: &Value) -> Result<PriorExecution, ToolError> {
+        Ok(PriorExecution::Unknown)
+    }
+
+    /// Skill and credential the agent needs to be offered this tool. Default: nothing.
+    fn needs(&self) -> ToolNeeds {
+        ToolNeeds::default()
+    }
 }
 
 /// The tools an agent may call, by name.
@@ -88,6 +176,11 @@ impl std::fmt::Debug for ToolRegistry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_list().entries(self.tools.keys()).finish()
     }
+}
+
+/// `gog` is allowed by `gog` and by its ClawHub slug `steipete/gog`.
+fn skill_matches(entry: &str, skill: &str) -> bool {
+    entry == skill || entry.rsplit_once('/').is_some_and(|(_, short)| short == skill)
 }
 
 fn valid_name(name: &str) -> bool {
@@ -136,6 +229,44 @@ impl ToolRegistry {
 
     pub fn manifests(&self) -> Vec<&ToolManifest> {
         self.tools.values().map(|t| t.manifest()).collect()
+    }
+
+    /// The tools `agent` is offered: those whose skill its `skills` setting allows (absent: every
+    /// registered skill) and whose owner secret (e.g. the Google connection) is stored.
+    pub async fn available_to(&self, agent: &Agent, store: &dyn Store) -> Result<ToolRegistry, StoreError> {
+        let allowed: Option<Vec<&str>> = agent
+            .settings
+            .get("skills")
+            .and_then(Value::as_array)
+            .map(|list| list.iter().filter_map(Value::as_str).collect());
+        let mut secrets: BTreeMap<&'static str, bool> = BTreeMap::new();
+        let mut out = ToolRegistry::new();
+        for (name, tool) in &self.tools {
+            let needs = tool.needs();
+            if let (Some(skill), Some(list)) = (needs.skill, &allowed)
+                && !list.iter().any(|s| skill_matches(s, skill))
+            {
+                continue;
+            }
+            if let Some(secret) = needs.owner_secret {
+                let present = match secrets.get(secret) {
+                    Some(p) => *p,
+                    None => {
+                        let p = match &agent.owner {
+                            Some(owner) => store.get_secret(owner.as_str(), secret).await?.is_some(),
+                            None => false,
+                        };
+                        secrets.insert(secret, p);
+                        p
+                    }
+                };
+                if !present {
+                    continue;
+                }
+            }
+            out.tools.insert(name.clone(), tool.clone());
+        }
+        Ok(out)
     }
 
     /// The `tools` array of a chat request, in name order (stable, so provider prompt caches hit).

@@ -5,6 +5,7 @@ mod health;
 mod login;
 mod me;
 mod openai;
+mod proposals;
 pub(crate) mod sessions;
 mod status;
 mod tokens;
@@ -34,6 +35,13 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/sessions", get(sessions::list).post(sessions::create))
         .route("/sessions/{id}", get(sessions::get).patch(sessions::rename).delete(sessions::delete))
         .route("/sessions/{id}/messages", get(sessions::messages).post(sessions::send))
+        .route("/proposals", get(proposals::list))
+        .route("/proposals/{id}", get(proposals::get))
+        .route("/proposals/{id}/approve", post(proposals::approve))
+        .route("/proposals/{id}/reject", post(proposals::reject))
+        .route("/proposals/{id}/edit", post(proposals::edit))
+        .route("/grants", get(proposals::grants).post(proposals::add_grant))
+        .route("/grants/{id}", delete(proposals::revoke_grant))
         .route("/ws", get(crate::ws::handler))
         .fallback(api_not_found);
     Router::new()

@@ -94,7 +94,8 @@ pub(crate) async fn chat_completions(
         None => fresh_session(&state, &agent.id, &messages[..last_user], &content).await?,
     };
     let model = format!("{MODEL_PREFIX}{}", agent.id);
-    let turn_req = TurnRequest::new(agent.id.clone(), session.id.clone(), content);
+    let turn_req = TurnRequest::new(agent.id.clone(), session.id.clone(), content)
+        .from_sender(crewgate_runtime::Sender::new(p.clone(), "openai"));
     let mut resp = if stream {
         stream_response(&state, turn_req, model, include_usage).await
     } else {

@@ -15,7 +15,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use crewgate_core::{Agent, AgentId, Principal};
-use crewgate_runtime::{TurnRequest, TurnUsage, clean_title};
+use crewgate_runtime::{Sender, TurnRequest, TurnUsage, clean_title};
 use crewgate_store::{Message, Session};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
@@ -189,6 +189,8 @@ pub(crate) struct Sent {
     /// Everything the turn stored: the person's message, tool rounds, the reply.
     messages: Vec<Message>,
     usage: TurnUsage,
+    /// Proposals the turn made (writes waiting for approval, or run under a grant).
+    proposals: Vec<crewgate_core::Proposal>,
 }
 
 /// Sends a message and answers with the agent's reply. A provider failure is a 502/503/504 with a
@@ -202,6 +204,13 @@ pub(crate) async fn send(
 ) -> Result<Json<Sent>, ChatError> {
     let req: Send = required_json(&body)?;
     let (agent, session) = visible_session(&state, &p, &q, &id).await?;
-    let out = state.runtime.run_turn(TurnRequest::new(agent.id, session.id, req.content)).await?;
-    Ok(Json(Sent { turn: out.turn, reply: out.reply, messages: out.stored, usage: out.usage }))
+    let turn = TurnRequest::new(agent.id, session.id, req.content).from_sender(Sender::new(p, "rest"));
+    let out = state.runtime.run_turn(turn).await?;
+    Ok(Json(Sent {
+        turn: out.turn,
+        reply: out.reply,
+        messages: out.stored,
+        usage: out.usage,
+        proposals: out.proposals,
+    }))
 }

@@ -25,6 +25,7 @@ pub struct Gateway {
     pub store: Arc<dyn Store>,
     pub llm: FakeLlm,
     pub admin: String,
+    pub runtime: Arc<Runtime>,
     _dir: tempfile::TempDir,
 }
 
@@ -80,7 +81,7 @@ pub async fn gateway_with(tools: ToolRegistry, tweak: impl FnOnce(&mut RuntimeSe
     let runtime = Arc::new(Runtime::new(store.clone(), settings, tools));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let app = router(AppState::with_runtime(store.clone(), runtime));
+    let app = router(AppState::with_runtime(store.clone(), runtime.clone()));
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     Gateway {
         base: format!("http://{addr}"),
@@ -88,6 +89,7 @@ pub async fn gateway_with(tools: ToolRegistry, tweak: impl FnOnce(&mut RuntimeSe
         store,
         llm,
         admin: admin.secret.expose_secret().to_owned(),
+        runtime,
         _dir: dir,
     }
 }
