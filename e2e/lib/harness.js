@@ -1,5 +1,6 @@
 // Test harness: the real gateway binary on 127.0.0.1 with a temp data dir, the scripted fake LLM
-// (crates/testkit `fake-llm`), people created through the public admin API, and headless Chromium.
+// (crates/testkit `fake-llm`), optionally the fake Notion (crates/testkit `fake-notion`) behind the
+// gateway's Notion tools, people created through the public admin API, and headless Chromium.
 
 import { spawn } from 'node:child_process';
 import { mkdtemp, mkdir, rm, writeFile } from 'node:fs/promises';
@@ -25,7 +26,11 @@ process.on('exit', () => {
 });
 
 function binary(envName, fallback) {
-  const p = process.env[envName] ? path.resolve(process.env[envName]) : path.join(ROOT, fallback);
+  let p = process.env[envName] ? path.resolve(process.env[envName]) : path.join(ROOT, fallback);
+  // Without its own variable, a fake is next to the fake LLM (same cargo target dir).
+  if (!process.env[envName] && envName !== 'FAKE_LLM_BIN' && process.env.FAKE_LLM_BIN) {
+    p = path.join(path.dirname(path.resolve(process.env.FAKE_LLM_BIN)), path.basename(fallback));
+  }
   if (!existsSync(p)) throw new Error(`${p} not found: build it (cargo build -p crewgate -p crewgate-testkit --bins) or set ${envName}`);
   return p;
 }
@@ -79,38 +84,58 @@ function stopProcess(child, signal = 'SIGTERM') {
   });
 }
 
-/**
- * Starts fake LLM + gateway and creates people. Returns everything a test needs.
- * people: e-mail addresses to create worker agents (and user tokens) for.
- */
-export async function startStack({ people = [] } = {}) {
-  const dir = await mkdtemp(path.join(tmpdir(), 'crewgate-e2e-'));
-  const llmProc = await startProcess(binary('FAKE_LLM_BIN', 'target/debug/fake-llm'), ['--api-key', 'sk-e2e', '--chunk-delay-ms', '15'], {
-    name: 'fake-llm',
-    ready: (line) => {
-      try {
-        const v = JSON.parse(line);
-        return v.baseUrl ? v : null;
-      } catch {
-        return null;
-      }
-    },
-  });
-  const { baseUrl: llmBase, controlUrl } = llmProc.value;
-  const config = path.join(dir, 'crewgate.jsonc');
-  await writeFile(
-    config,
-    JSON.stringify({ llm: { baseUrl: llmBase, apiKey: '${E2E_LLM_KEY}', model: 'fake-model' } }, null, 2),
-  );
-  await mkdir(path.join(dir, 'data'));
-  let gw;
+/** The first stdout line that is JSON with a `baseUrl` (how the fakes announce themselves). */
+function jsonReady(line) {
   try {
+    const v = JSON.parse(line);
+    return v.baseUrl ? v : null;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Starts fake LLM (+ fake Notion) + gateway and creates people. Returns everything a test needs.
+ * people: e-mail addresses to create worker agents (and user tokens) for.
+ * notion: page titles to seed in a fake Notion shared with the integration; when given, the
+ *   gateway offers the Notion tools (company key, `integrations.notion.apiBase` at the fake).
+ */
+export async function startStack({ people = [], notion = null } = {}) {
+  const dir = await mkdtemp(path.join(tmpdir(), 'crewgate-e2e-'));
+  const fakes = [];
+  const stopFakes = async () => {
+    for (const f of fakes.reverse()) {
+      f.child.stdin.end();
+      await stopProcess(f.child);
+    }
+  };
+  let gw;
+  let llmProc;
+  let notionProc = null;
+  const config = path.join(dir, 'crewgate.jsonc');
+  try {
+    llmProc = await startProcess(binary('FAKE_LLM_BIN', 'target/debug/fake-llm'), ['--api-key', 'sk-e2e', '--chunk-delay-ms', '15'], {
+      name: 'fake-llm',
+      ready: jsonReady,
+    });
+    fakes.push(llmProc);
+    const cfg = { llm: { baseUrl: llmProc.value.baseUrl, apiKey: '${E2E_LLM_KEY}', model: 'fake-model' } };
+    if (notion) {
+      const args = ['--rate-limit', '50'];
+      for (const title of notion) args.push('--page', title);
+      notionProc = await startProcess(binary('FAKE_NOTION_BIN', 'target/debug/fake-notion'), args, { name: 'fake-notion', ready: jsonReady });
+      fakes.push(notionProc);
+      cfg.skills = { installed: { notion: { enabled: true, config: { apiKey: '${E2E_NOTION_KEY}' } } } };
+      cfg.integrations = { notion: { apiBase: notionProc.value.baseUrl } };
+    }
+    await writeFile(config, JSON.stringify(cfg, null, 2));
+    await mkdir(path.join(dir, 'data'));
     gw = await startProcess(
       binary('CREWGATE_BIN', 'target/debug/crewgate'),
       ['gateway', '--data-dir', path.join(dir, 'data'), '--config', config, '--bind', '127.0.0.1:0'],
       {
         name: 'crewgate gateway',
-        env: { E2E_LLM_KEY: 'sk-e2e', RUST_LOG: process.env.RUST_LOG || 'warn' },
+        env: { E2E_LLM_KEY: 'sk-e2e', E2E_NOTION_KEY: notionProc ? notionProc.value.token : '', RUST_LOG: process.env.RUST_LOG || 'warn' },
         // The test's own settings win over anything inherited from the developer's shell.
         unset: ['MASTER_KEY', 'CREWGATE_DATA_DIR', 'CREWGATE_CONFIG', 'CREWGATE_BIND', 'DATABASE_URL', 'REDPILL_API_KEY'],
         ready: (line, found) => {
@@ -123,11 +148,12 @@ export async function startStack({ people = [] } = {}) {
       },
     );
   } catch (e) {
-    llmProc.child.stdin.end();
-    await stopProcess(llmProc.child);
+    await stopFakes();
+    await rm(dir, { recursive: true, force: true });
     throw e;
   }
   const { base, adminToken } = gw.value;
+  const { controlUrl } = llmProc.value;
 
   const stack = {
     base,
@@ -161,10 +187,25 @@ export async function startStack({ people = [] } = {}) {
         return (await fetch(`${controlUrl}/requests`)).json();
       },
     },
+    /** The fake Notion (only with `notion`): seeded page ids by title, and what it received. */
+    notion: notionProc && {
+      pages: notionProc.value.pages,
+      /** {writes, rateLimited, requests: [{method, path, status}], created: [body], appended: [{path, body}]} */
+      async state() {
+        const r = await fetch(`${notionProc.value.controlUrl}/state`);
+        if (!r.ok) throw new Error(`fake-notion state: ${r.status} ${await r.text()}`);
+        return r.json();
+      },
+      /** Adds a page shared with the integration; resolves with its id. */
+      async addPage(title, parent) {
+        const r = await fetch(`${notionProc.value.controlUrl}/pages`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ title, parent }) });
+        if (!r.ok) throw new Error(`fake-notion add page: ${r.status} ${await r.text()}`);
+        return (await r.json()).id;
+      },
+    },
     async stop() {
       await stopProcess(gw.child);
-      llmProc.child.stdin.end();
-      await stopProcess(llmProc.child);
+      await stopFakes();
       await rm(dir, { recursive: true, force: true });
     },
   };

@@ -1,36 +1,36 @@
-// Approval flows in real Chromium, against the approvals contract of issue 5:
-// GET /api/v1/proposals, POST /api/v1/proposals/{id}/approve|reject|edit, WS {"type":"proposal"}.
+// Approval flows in real Chromium against the real approval gate: GET /api/v1/proposals,
+// POST /api/v1/proposals/{id}/approve|reject|edit, WS {"type":"proposal"}. The write tool is
+// `notion_create_page` (company key, no per-person connection) against the fake Notion process
+// (crates/testkit `fake-notion`), which counts the writes it received.
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { startAll, openPage, loginWithLink, shot, settled, eventually, PHONE } from '../lib/harness.js';
 
-// Set to false once issue 5 is complete in the gateway: the approvals API is there, but these
-// flows also need a write tool the test stack can run — `gmail_send`, i.e. the gateway registering
-// the skills of `skills.installed` with `integrations.google.apiBase` pointing at the fake Google,
-// and Alice's Google connection in the store. approvals-contract.test.js covers the UI meanwhile.
-const APPROVALS_PENDING =
-  'issue 5: no write tool (gmail_send with a connected fake Google account) is available to agents in the test gateway yet';
+const PARENT = 'Team notes';
 
 let stack;
 let browser;
 let alice;
 let session;
 
-const mail = (subject, body) => ({ to: ['dana@example.com'], subject, body });
+/** Arguments of notion_create_page: a page under the shared "Team notes" page. */
+const notionPage = (title, content) => ({ parent_page_id: stack.notion.pages[PARENT], title, content });
 
-/** Makes the agent propose an e-mail: a chat turn (over REST, like another device) whose model call is gmail_send. */
+/** Makes the agent propose a Notion page: a chat turn (over REST, like another device) whose model call is notion_create_page. */
 async function propose(phrase, args) {
   await stack.llm.push([
-    { match: { contains: phrase }, step: { toolCalls: [{ name: 'gmail_send', arguments: args }] } },
-    { match: { contains: phrase }, step: { text: 'I prepared the e-mail. It is waiting for your approval.' } },
+    { match: { contains: phrase }, step: { toolCalls: [{ name: 'notion_create_page', arguments: args }] } },
+    { match: { contains: phrase }, step: { text: 'I prepared the page. It is waiting for your approval.' } },
   ]);
   const r = await stack.call('POST', `/api/v1/sessions/${session}/messages`, alice.token, { content: phrase });
   assert.equal(r.status, 200, r.text);
 }
 
+const notionWrites = async () => (await stack.notion.state()).writes;
+
 before(async () => {
-  ({ stack, browser } = await startAll({ people: ['alice@company.com', 'bob@company.com'] }));
+  ({ stack, browser } = await startAll({ people: ['alice@company.com', 'bob@company.com'], notion: [PARENT] }));
   alice = stack.people.alice;
   const s = await stack.call('POST', '/api/v1/sessions', alice.token, { title: 'Offsite' });
   session = s.json.id;
@@ -41,24 +41,30 @@ after(async () => {
   await stack?.stop();
 });
 
-test('a proposal appears in the inbox live; Approve runs it and the card shows done', { skip: APPROVALS_PENDING }, async () => {
+test('a proposal appears in the inbox live; Approve runs it once and the card shows done', async () => {
   const { page, context, problems } = await openPage(browser);
   await loginWithLink(page, stack.base, alice.token);
   await page.click('a[data-route=approvals]');
   await settled(page, '[data-testid=inbox]');
   await page.waitForSelector('[data-testid=live-status][data-status=online]');
-  await propose('email dana about the offsite', mail('Offsite on Friday', 'Hi Dana,\n\nthe offsite is on Friday at 10:00.\n\nBest,\nAlice'));
+  await propose('write the offsite plan', notionPage('Offsite on Friday', 'The offsite is on Friday at 10:00 in the big room.'));
   const card = await page.waitForSelector('article.proposal[data-state=pending]');
   const text = await card.textContent();
-  assert.match(text, /Send e-mail/);
-  assert.match(text, /dana@example\.com/);
+  assert.match(text, /Create Notion page/);
   assert.match(text, /Offsite on Friday/);
-  assert.match(text, /the offsite is on Friday at 10:00/);
+  assert.match(text, /the big room/);
+  assert.equal(await notionWrites(), 0, 'nothing is written before the approval');
   // The navigation badge counts it.
   await page.waitForSelector('[data-badge=approvals]:not([hidden])');
   await shot(page, 'approvals');
   await card.$eval('button[data-action=approve]', (b) => b.click());
   await page.waitForSelector('article.proposal[data-state=done]');
+  const notion = await stack.notion.state();
+  assert.equal(notion.writes, 1, 'the fake Notion received exactly one write');
+  assert.equal(notion.created.length, 1);
+  assert.equal(notion.created[0].parent.page_id, stack.notion.pages[PARENT]);
+  assert.equal(notion.created[0].properties.title.title.map((t) => t.text.content).join(''), 'Offsite on Friday');
+  assert.match(JSON.stringify(notion.created[0].children), /the big room/);
   const proposals = (await stack.call('GET', `/api/v1/proposals?agent=${alice.agentId}`, alice.token)).json;
   assert.equal(proposals.filter((p) => p.state === 'done').length, 1, 'executed exactly once');
   await page.waitForSelector('[data-badge=approvals][hidden]', { state: 'attached' });
@@ -66,17 +72,19 @@ test('a proposal appears in the inbox live; Approve runs it and the card shows d
   await context.close();
 });
 
-test('Edit asks the agent for changes: a revised proposal with a diff replaces the old one', { skip: APPROVALS_PENDING }, async () => {
+test('Edit asks the agent for changes: a revised proposal with a diff replaces the old one', async () => {
   const { page, context } = await openPage(browser);
   await loginWithLink(page, stack.base, alice.token);
   await page.click('a[data-route=approvals]');
   await settled(page, '[data-testid=inbox]');
-  await propose('email dana the agenda', mail('Agenda', 'Hi Dana,\n\nhere is the long agenda for the offsite with many details.\n\nAlice'));
+  // Proposals arrive over the WebSocket: propose once it is connected (and subscribed).
+  await page.waitForSelector('[data-testid=live-status][data-status=online]', { state: 'attached' });
+  await propose('write the agenda page', notionPage('Agenda', 'Here is the long agenda for the offsite with many details.'));
   const card = await page.waitForSelector('article.proposal[data-state=pending]');
   const oldId = await card.getAttribute('data-proposal');
-  // The revision: the model answers the edit with a new gmail_send call.
+  // The revision: the model answers the edit with a new notion_create_page call.
   await stack.llm.push([
-    { step: { toolCalls: [{ name: 'gmail_send', arguments: mail('Agenda', 'Hi Dana,\n\nshort agenda attached.\n\nAlice') }] } },
+    { step: { toolCalls: [{ name: 'notion_create_page', arguments: notionPage('Agenda', 'Short agenda attached.') }] } },
     { step: { text: 'Here is a shorter version.' } },
   ]);
   await card.$eval('button[data-action=edit]', (b) => b.click());
@@ -84,7 +92,11 @@ test('Edit asks the agent for changes: a revised proposal with a diff replaces t
   await page.click('[data-testid=edit-submit]');
   await page.waitForSelector(`article.proposal[data-proposal="${oldId}"][data-state=superseded]`);
   const revised = await page.waitForSelector(`article.proposal[data-state=pending]:not([data-proposal="${oldId}"])`);
-  assert.match(await revised.textContent(), /short agenda attached/);
+  const newId = await revised.getAttribute('data-proposal');
+  // The revision can arrive over the WebSocket before the edit request answers; the diff against
+  // the old proposal shows once the card knows both.
+  await page.waitForSelector(`article.proposal[data-proposal="${newId}"] .proposal-diff >> text=Changed from #`);
+  assert.match(await revised.textContent(), /Short agenda attached/);
   assert.match(await revised.textContent(), /Changed from #/);
   await shot(page, 'approvals-edit');
   // Approving the old one is refused by the gateway.
@@ -93,16 +105,19 @@ test('Edit asks the agent for changes: a revised proposal with a diff replaces t
     return (await fetch(`/api/v1/proposals/${id}/approve`, { method: 'POST', headers: { 'X-CSRF-Token': csrf } })).status;
   }, oldId);
   assert.ok(old >= 400, `approving a superseded proposal answered ${old}`);
+  assert.equal(await notionWrites(), 1, 'only the first test\'s page was written');
   await context.close();
 });
 
-test('Reject: nothing runs, and the decision is in the history', { skip: APPROVALS_PENDING }, async () => {
+test('Reject: nothing runs, and the decision is in the history', async () => {
   const { page, context } = await openPage(browser, { viewport: PHONE });
   await loginWithLink(page, stack.base, alice.token);
   await page.click('a[data-route=approvals]');
   await settled(page, '[data-testid=inbox]');
-  await propose('email dana a joke', mail('Joke', 'Why did the chicken cross the road?'));
-  const card = await page.waitForSelector('article.proposal[data-state=pending] >> text=Joke');
+  await page.waitForSelector('[data-testid=live-status][data-status=online]', { state: 'attached' });
+  const before = await stack.notion.state();
+  await propose('write a joke page', notionPage('Joke', 'Why did the chicken cross the road?'));
+  const card = await page.waitForSelector('article.proposal[data-state=pending] >> text=chicken');
   await shot(page, 'approvals');
   const el = await card.evaluateHandle((e) => e.closest('article'));
   const id = await el.evaluate((e) => e.dataset.proposal);
@@ -113,11 +128,15 @@ test('Reject: nothing runs, and the decision is in the history', { skip: APPROVA
   await shot(page, 'approvals-history');
   const p = (await stack.call('GET', `/api/v1/proposals/${id}?agent=${alice.agentId}`, alice.token)).json;
   assert.equal(p.state, 'rejected');
+  const afterReject = await stack.notion.state();
+  assert.equal(afterReject.writes, before.writes, 'a rejected proposal writes nothing');
+  assert.equal(afterReject.requests.length, before.requests.length, 'the fake Notion received nothing');
   await context.close();
 });
 
-test("member B cannot see or decide member A's proposals", { skip: APPROVALS_PENDING }, async () => {
-  await propose('email dana the budget', mail('Budget', 'Numbers attached.'));
+test("member B cannot see or decide member A's proposals", async () => {
+  await propose('write the budget page', notionPage('Budget', 'Numbers attached.'));
+  const writes = await notionWrites();
   const pending = await eventually(async () => {
     const r = await stack.call('GET', `/api/v1/proposals?state=pending&agent=${alice.agentId}`, alice.token);
     return r.json && r.json.length ? r.json : null;
@@ -143,24 +162,25 @@ test("member B cannot see or decide member A's proposals", { skip: APPROVALS_PEN
   assert.deepEqual(statuses, { list: 404, get: 404, approve: 404, reject: 404 });
   const still = await stack.call('GET', `/api/v1/proposals/${pending[0].id}?agent=${alice.agentId}`, alice.token);
   assert.equal(still.json.state, 'pending');
+  assert.equal(await notionWrites(), writes, "Bob's attempts wrote nothing");
   await context.close();
 });
 
-test('autonomy grants: add, see and revoke', { skip: APPROVALS_PENDING }, async () => {
+test('autonomy grants: add, see and revoke', async () => {
   const { page, context } = await openPage(browser);
   await loginWithLink(page, stack.base, alice.token);
   await page.click('a[data-route=autonomy]');
   await settled(page, '[data-testid=grants]');
-  await page.selectOption('#grant-action', 'gmail.send');
-  await page.fill('.cond-row .cond-key', 'to');
-  await page.fill('.cond-row .cond-val', '*@company.com');
+  await page.selectOption('#grant-action', 'notion.create');
+  await page.fill('.cond-row .cond-key', 'parent_page_id');
+  await page.fill('.cond-row .cond-val', `${stack.notion.pages[PARENT]}*`);
   await page.fill('#grant-cap', '5');
   await page.click('.grant-form button[type=submit]');
-  const grant = await page.waitForSelector('article.grant >> text=*@company.com');
+  const grant = await page.waitForSelector(`article.grant >> text=${stack.notion.pages[PARENT]}*`);
   await shot(page, 'autonomy');
-  const grants = (await stack.call('GET', `/api/v1/grants?agent=${alice.agentId}`, alice.token)).json;
+  const { grants } = (await stack.call('GET', `/api/v1/grants?agent=${alice.agentId}`, alice.token)).json;
   assert.equal(grants.length, 1);
-  assert.equal(grants[0].action, 'gmail.send');
+  assert.equal(grants[0].action, 'notion.create');
   assert.equal(grants[0].daily_cap, 5);
   await (await grant.evaluateHandle((e) => e.closest('article'))).evaluate((e) => e.querySelector('button').click());
   await page.click('dialog.modal [data-testid=confirm-yes]');

@@ -132,6 +132,7 @@ fn browser_suite(root: &Path) -> Result<()> {
         .current_dir(&e2e)
         .env("CREWGATE_BIN", target.join("debug/crewgate"))
         .env("FAKE_LLM_BIN", target.join("debug/fake-llm"))
+        .env("FAKE_NOTION_BIN", target.join("debug/fake-notion"))
         .env("CHROMIUM_PATH", &chromium)
         .status()
         .context("running node")?;
