@@ -1,6 +1,7 @@
 //! Times for `--at` and for messages: RFC 3339 in UTC, or unix seconds/milliseconds.
 
 use crewgate_core::Millis;
+use crewgate_core::time::civil_from_days;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error(
@@ -104,19 +105,6 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
     let day_of_year = (153 * month_from_march + 2) / 5 + d - 1;
     let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
     era * 146_097 + day_of_era - 719_468
-}
-
-fn civil_from_days(z: i64) -> (i64, i64, i64) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let day_of_era = z.rem_euclid(146_097);
-    let year_of_era = (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let month_from_march = (5 * day_of_year + 2) / 153;
-    let d = day_of_year - (153 * month_from_march + 2) / 5 + 1;
-    let m = if month_from_march < 10 { month_from_march + 3 } else { month_from_march - 9 };
-    let y = year_of_era + era * 400 + i64::from(m <= 2);
-    (y, m, d)
 }
 
 /// `2026-05-01T12:30:00.250Z`.

@@ -11,6 +11,7 @@ use crate::context;
 use anyhow::{Context, Result};
 use clap::Args;
 use crewgate_config::{Config, ConfigError, SkillId};
+use crewgate_core::time::civil_from_days;
 use crewgate_core::token::parse_presented;
 use crewgate_core::{MasterKey, TokenKind};
 use crewgate_store::StoreLocation;
@@ -689,22 +690,6 @@ fn amz_date(t: SystemTime) -> Result<String> {
     let rem = secs % 86_400;
     let (y, m, d) = civil_from_days(days);
     Ok(format!("{y:04}{m:02}{d:02}T{:02}{:02}{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60))
-}
-
-/// Proleptic Gregorian date of a day count since 1970-01-01 (the era-based algorithm: 400-year
-/// eras of 146 097 days, years starting in March so the leap day comes last).
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    // Both are small and positive by construction.
-    (y, u32::try_from(m).unwrap_or(1), u32::try_from(d).unwrap_or(1))
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ pub mod keys;
 pub mod model;
 pub mod principal;
 pub mod proposal;
+pub mod time;
 pub mod token;
 
 pub use ids::{AgentId, IdError, UserId, agent_id_from_email};
