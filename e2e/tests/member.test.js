@@ -68,6 +68,8 @@ test('chat: a message gets a streamed reply, with tool activity inline', async (
     { match: { contains: 'plan my day' }, step: { text: answer, chunkDelayMs: 60 } },
   ]);
   await page.click('[data-testid=new-chat]');
+  // Send only once the live connection is up, so the streamed reply has a subscriber.
+  await page.waitForSelector('[data-testid=live-status][data-status=online]', { state: 'attached' });
   await page.fill('[data-testid=composer]', 'Please plan my day');
   await page.keyboard.press('Enter');
   // The user's message shows at once; the reply streams in pieces before it is final.
