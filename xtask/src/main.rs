@@ -44,7 +44,7 @@ fn workspace_root() -> PathBuf {
 fn test(extra: &[String]) -> Result<()> {
     let root = workspace_root();
     let pg = Postgres::start().context("starting the throwaway PostgreSQL cluster")?;
-    eprintln!("xtask: PostgreSQL ready at {}", pg.url_for_display());
+    eprintln!("xtask: PostgreSQL ready at {}", pg.url);
     let result = run_suites(&root, &pg, extra);
     drop(pg); // stops the cluster
     result
@@ -256,10 +256,6 @@ impl Postgres {
             );
         }
         Ok(())
-    }
-
-    fn url_for_display(&self) -> &str {
-        &self.url
     }
 }
 

@@ -78,7 +78,7 @@ pub async fn run(args: GatewayArgs) -> Result<()> {
 
     let bind = match (args.bind, &config) {
         (Some(b), _) => b,
-        (None, Some(cfg)) => config_bind(cfg)?,
+        (None, Some(cfg)) => cfg.gateway.socket_addr(),
         (None, None) => DEFAULT_BIND.parse().context("parsing the default bind address")?,
     };
     let listener = tokio::net::TcpListener::bind(bind).await.with_context(|| {
@@ -179,10 +179,6 @@ fn declared_from_config(cfg: &crewgate_config::Config) -> Result<BootstrapInput>
             .map(|t| DeclaredUserToken { token: t.token.clone(), agent_id: t.agent_id.clone() })
             .collect(),
     })
-}
-
-fn config_bind(cfg: &crewgate_config::Config) -> Result<SocketAddr> {
-    Ok(cfg.gateway.socket_addr())
 }
 
 fn public_url(cfg: &crewgate_config::Config) -> Option<String> {

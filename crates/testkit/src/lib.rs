@@ -4,3 +4,4 @@ pub mod fake_google;
 pub mod fake_llm;
 pub mod fake_notion;
 pub mod fake_s3;
+pub mod process;

@@ -32,7 +32,6 @@ use serde_json::{Value, json};
 use std::io::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::AsyncReadExt as _;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -186,33 +185,6 @@ fn parse_args() -> Result<Args, BoxError> {
     Ok(args)
 }
 
-/// Resolves when stdin reaches end of file (the parent process closed it or exited).
-async fn stdin_closed() {
-    let mut stdin = tokio::io::stdin();
-    let mut buf = [0u8; 256];
-    loop {
-        match stdin.read(&mut buf).await {
-            Ok(0) | Err(_) => return,
-            Ok(_) => {}
-        }
-    }
-}
-
-async fn terminated() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    }
-    #[cfg(not(unix))]
-    std::future::pending::<()>().await;
-}
-
 #[tokio::main]
 async fn main() -> Result<(), BoxError> {
     let args = parse_args()?;
@@ -239,9 +211,7 @@ async fn main() -> Result<(), BoxError> {
     drop(out);
 
     tokio::select! {
-        () = stdin_closed() => {},
-        () = terminated() => {},
-        _ = tokio::signal::ctrl_c() => {},
+        () = crewgate_testkit::process::parent_gone() => {},
         res = server => {
             res??;
         }
