@@ -14,6 +14,7 @@ use std::time::Instant;
 use tracing_subscriber::EnvFilter;
 
 mod approvals;
+pub(crate) mod onboarding;
 
 pub const DEFAULT_BIND: &str = "127.0.0.1:18789";
 
@@ -97,10 +98,14 @@ pub async fn run(args: GatewayArgs) -> Result<()> {
     }
     println!("listening on http://{local} (ready in {} ms)", started.elapsed().as_millis());
 
+    let onboarding = std::sync::Arc::new(onboarding::onboarding(config.as_ref(), &base_url)?);
+    let mut tools = approvals::tools(config.as_ref())?;
+    crewgate_server::onboarding::tools::register_admin_tools(&mut tools, onboarding.clone())
+        .context("registering the orchestrator's tools")?;
     let runtime = std::sync::Arc::new(crewgate_runtime::Runtime::new(
         store.clone(),
         runtime_settings(config.as_ref()),
-        approvals::tools(config.as_ref())?,
+        tools,
     ));
     // Settle writes a previous process left half-done before anything new can start.
     let recovered = runtime.recover_proposals().await.context("recovering interrupted proposals")?;
@@ -108,7 +113,9 @@ pub async fn run(args: GatewayArgs) -> Result<()> {
         tracing::warn!(?recovered, "settled proposals interrupted by the previous stop");
     }
     let _sweeper = runtime.spawn_sweeper();
-    let app = router(AppState::with_runtime(store, runtime).with_backup(replicator.clone()));
+    let app = router(
+        AppState::with_runtime(store, runtime).with_backup(replicator.clone()).with_onboarding(onboarding),
+    );
     serve(listener, app, shutdown_signal()).await.context("serving HTTP")?;
     if let Some(r) = replicator {
         // Graceful stop flushes the last changes to S3 (bounded; the outcome is logged).

@@ -9,6 +9,7 @@ mod context;
 mod doctor;
 mod gateway;
 mod healthcheck;
+mod invite;
 
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
@@ -71,6 +72,9 @@ enum Command {
     /// Issue, list, rotate and revoke tokens (offline).
     #[command(subcommand)]
     Tokens(admin::TokensCommand),
+    /// Invite people: create, list, resend and revoke single-use invite links (offline).
+    #[command(subcommand)]
+    Invite(invite::InviteCommand),
     /// Talk to an agent of a running gateway (streams over the WebSocket).
     #[command(after_help = "Example:\n  CREWGATE_TOKEN=cgu_… crewgate chat --agent alice-company-com")]
     Chat(chat::ChatArgs),
@@ -125,6 +129,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Agents(cmd) => admin::agents(cmd).await.map(|()| ExitCode::SUCCESS),
         Command::Users(cmd) => admin::users(cmd).await.map(|()| ExitCode::SUCCESS),
         Command::Tokens(cmd) => admin::tokens(cmd).await.map(|()| ExitCode::SUCCESS),
+        Command::Invite(cmd) => invite::invite(cmd).await.map(|()| ExitCode::SUCCESS),
         Command::Chat(args) => chat::run(args).await.map(|()| ExitCode::SUCCESS),
         Command::Audit(cmd) => audit::audit(cmd).await,
         Command::Backup(cmd) => backup::backup(cmd).await.map(|()| ExitCode::SUCCESS),

@@ -534,6 +534,9 @@ pub struct SmtpConfig {
     /// Upgrade with STARTTLS (port 587); `false` means implicit TLS is expected (port 465).
     #[serde(default = "yes")]
     pub starttls: bool,
+    /// No TLS at all: only for a relay on localhost or a trusted network.
+    #[serde(default)]
+    pub plaintext: bool,
 }
 
 fn default_smtp_port() -> u16 {

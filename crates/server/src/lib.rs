@@ -8,6 +8,7 @@ pub mod bootstrap;
 mod chat_error;
 pub mod error;
 mod metrics;
+pub mod onboarding;
 pub mod ops;
 mod routes;
 pub mod ws;
@@ -35,6 +36,8 @@ pub struct AppState {
     pub runtime: Arc<Runtime>,
     /// The S3 replicator, when backup is configured (SQLite only).
     pub backup: Option<crewgate_backup::ReplicatorHandle>,
+    /// Invites, Google sign-in and worker creation.
+    pub onboarding: Arc<onboarding::Onboarding>,
 }
 
 impl AppState {
@@ -46,7 +49,20 @@ impl AppState {
     }
 
     pub fn with_runtime(store: Arc<dyn Store>, runtime: Arc<Runtime>) -> Self {
-        Self { store, metrics: Arc::new(Metrics::default()), started: Instant::now(), runtime, backup: None }
+        Self {
+            store,
+            metrics: Arc::new(Metrics::default()),
+            started: Instant::now(),
+            runtime,
+            backup: None,
+            onboarding: Arc::new(onboarding::Onboarding::default()),
+        }
+    }
+
+    /// Onboarding settings (public URL, Google client, domains, mailer).
+    pub fn with_onboarding(mut self, onboarding: Arc<onboarding::Onboarding>) -> Self {
+        self.onboarding = onboarding;
+        self
     }
 
     /// Exposes the replicator's status at `/api/v1/backup/status` and in `/metrics`.

@@ -17,14 +17,17 @@ pub enum Actor {
     Cli,
     /// Start-up bootstrap and config import.
     System,
+    /// An agent's tool, run after its approver said yes (the orchestrator's admin tools).
+    Agent(AgentId),
 }
 
 impl Actor {
-    fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         match self {
             Actor::Principal(p) => p.actor(),
             Actor::Cli => "cli".into(),
             Actor::System => "system".into(),
+            Actor::Agent(id) => format!("agent:{id}"),
         }
     }
 }
@@ -137,7 +140,7 @@ pub async fn create_agent(store: &dyn Store, actor: &Actor, req: CreateAgent) ->
     }
 }
 
-fn valid_email(s: &str) -> bool {
+pub(crate) fn valid_email(s: &str) -> bool {
     let Some((local, domain)) = s.split_once('@') else { return false };
     !local.is_empty() && domain.contains('.') && !domain.starts_with('.') && !s.contains(char::is_whitespace)
 }

@@ -12,6 +12,7 @@
 pub mod approvals;
 mod backend;
 pub mod master_key;
+pub mod onboarding;
 pub mod web_sessions;
 
 use async_trait::async_trait;
@@ -216,7 +217,12 @@ impl NewMessage {
 
 #[async_trait]
 pub trait Store:
-    approvals::ApprovalStore + web_sessions::WebSessionStore + Send + Sync + std::fmt::Debug
+    approvals::ApprovalStore
+    + web_sessions::WebSessionStore
+    + onboarding::OnboardingStore
+    + Send
+    + Sync
+    + std::fmt::Debug
 {
     fn backend(&self) -> Backend;
     /// Cheap round trip to the database; `/ready` uses it.

@@ -125,6 +125,14 @@ conformance!(
     audit_chain_detects_a_modified_row,
     concurrent_audit_appends_keep_one_chain,
     web_sessions_die_with_their_token,
+    invites_round_trip_find_and_list,
+    invite_agent_id_is_reserved_forever,
+    invite_is_used_exactly_once,
+    concurrent_invite_uses_win_once,
+    invites_revoke_and_reissue,
+    released_invite_can_be_used_again,
+    oauth_states_are_single_use_and_sealed,
+    concurrent_oauth_state_takes_win_once,
 );
 
 fn member(email: &str) -> NewUser {
@@ -707,4 +715,309 @@ async fn web_sessions_die_with_their_token(h: Harness) {
     assert!(s.resolve_web_session(&other, now).await.unwrap().is_none(), "logged out");
     s.revoke_token(&token.id, now).await.unwrap();
     assert!(s.resolve_web_session(&cookie, now).await.unwrap().is_none(), "token revoked ends the session");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Onboarding: invites and OAuth states.
+
+use crewgate_store::onboarding::{InviteOrigin, NewInvite, NewOAuthState, OAuthPurpose};
+
+fn invite(email: &str, agent: &str, expires_at: i64) -> (IssuedToken, NewInvite) {
+    let t = IssuedToken::generate(TokenKind::Invite);
+    let new = NewInvite {
+        token_hash: t.hash.clone(),
+        email: email.into(),
+        name: Some("Alice".into()),
+        agent_id: AgentId::parse(agent).unwrap(),
+        origin: InviteOrigin::Admin,
+        created_by: "admin:root".into(),
+        expires_at,
+    };
+    (t, new)
+}
+
+fn oauth_state(purpose: OAuthPurpose, verifier: &str, expires_at: i64) -> (TokenHash, NewOAuthState) {
+    let hash = TokenHash::of(&format!("state-{}", uuid_like()));
+    let new = NewOAuthState {
+        state_hash: hash.clone(),
+        purpose,
+        verifier: SecretString::from(verifier.to_owned()),
+        expires_at,
+    };
+    (hash, new)
+}
+
+async fn invites_round_trip_find_and_list(h: Harness) {
+    let s = &h.store;
+    let now = now_millis();
+    let (t1, new1) = invite(" Alice@Company.COM ", "alice", now + 60_000);
+    let a = s.create_invite(new1).await.unwrap();
+    assert_eq!(a.email, "alice@company.com", "stored lower-cased and trimmed");
+    assert_eq!(a.name.as_deref(), Some("Alice"));
+    assert_eq!(a.agent_id.as_str(), "alice");
+    assert_eq!(a.origin, InviteOrigin::Admin);
+    assert_eq!(a.created_by, "admin:root");
+    assert_eq!((a.used_at, a.revoked_at, a.user_id.clone(), a.sent_count), (None, None, None, 1));
+    assert_eq!(a.status(now), "pending");
+    assert_eq!(a.status(now + 60_000), "expired");
+    assert_eq!(s.get_invite(&a.id).await.unwrap().unwrap(), a);
+    assert_eq!(s.find_invite_by_token(&t1.hash).await.unwrap().unwrap(), a);
+    assert!(s.find_invite_by_token(&TokenHash::of("cgi_nope")).await.unwrap().is_none());
+    assert!(s.get_invite("no-such-invite").await.unwrap().is_none());
+    assert!(s.invite_reserves_agent(&a.agent_id).await.unwrap());
+    assert!(!s.invite_reserves_agent(&AgentId::parse("bob").unwrap()).await.unwrap());
+
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    let (_, mut new2) = invite("bob@company.com", "bob", now + 60_000);
+    new2.name = None;
+    new2.origin = InviteOrigin::SelfService;
+    let b = s.create_invite(new2).await.unwrap();
+    // Ids are random (128 bits of hex), not guessable from one another.
+    assert_ne!(a.id, b.id);
+    assert!(a.id.len() >= 32, "{}", a.id);
+    assert_eq!(s.get_invite(&b.id).await.unwrap().unwrap(), b);
+    assert_eq!(b.origin, InviteOrigin::SelfService);
+    assert!(b.name.is_none());
+    let all = s.list_invites().await.unwrap();
+    assert_eq!(
+        all.iter().map(|i| i.id.as_str()).collect::<Vec<_>>(),
+        [b.id.as_str(), a.id.as_str()],
+        "newest first"
+    );
+    // Only the hash is stored, never the token.
+    let json = serde_json::to_string(&all).unwrap();
+    assert!(!json.contains(t1.secret.expose_secret()));
+}
+
+async fn invite_agent_id_is_reserved_forever(h: Harness) {
+    let s = &h.store;
+    let now = now_millis();
+    let (_, pending) = invite("alice@company.com", "alice", now + 60_000);
+    s.create_invite(pending).await.unwrap();
+    let (_, again) = invite("other@company.com", "alice", now + 60_000);
+    let err = s.create_invite(again).await.unwrap_err();
+    assert!(
+        matches!(&err, StoreError::Conflict(m) if m.contains("alice") && m.contains("reserved")),
+        "{err:?}"
+    );
+
+    // A revoked invite keeps its agent id.
+    let (_, revoked) = invite("bob@company.com", "bob", now + 60_000);
+    let revoked = s.create_invite(revoked).await.unwrap();
+    assert!(s.revoke_invite(&revoked.id, now).await.unwrap());
+    let (_, again) = invite("bob@company.com", "bob", now + 60_000);
+    assert!(matches!(s.create_invite(again).await, Err(StoreError::Conflict(_))));
+
+    // So does an expired one.
+    let (_, expired) = invite("carol@company.com", "carol", now - 1);
+    s.create_invite(expired).await.unwrap();
+    let (_, again) = invite("carol@company.com", "carol", now + 60_000);
+    assert!(matches!(s.create_invite(again).await, Err(StoreError::Conflict(_))));
+    assert!(s.invite_reserves_agent(&AgentId::parse("carol").unwrap()).await.unwrap());
+
+    // A reused token hash is a conflict too, but not blamed on the agent id.
+    let (t, dave) = invite("dave@company.com", "dave", now + 60_000);
+    s.create_invite(dave).await.unwrap();
+    let (_, mut dup) = invite("erin@company.com", "erin", now + 60_000);
+    dup.token_hash = t.hash.clone();
+    let err = s.create_invite(dup).await.unwrap_err();
+    assert!(matches!(&err, StoreError::Conflict(m) if !m.contains("reserved")), "{err:?}");
+    assert!(!s.invite_reserves_agent(&AgentId::parse("erin").unwrap()).await.unwrap());
+    assert_eq!(s.list_invites().await.unwrap().len(), 4);
+}
+
+async fn invite_is_used_exactly_once(h: Harness) {
+    let s = &h.store;
+    let now = now_millis();
+    let (_, new) = invite("alice@company.com", "alice", now + 60_000);
+    let a = s.create_invite(new).await.unwrap();
+    assert!(s.use_invite(&a.id, now).await.unwrap());
+    assert!(!s.use_invite(&a.id, now).await.unwrap(), "second use refused");
+    let got = s.get_invite(&a.id).await.unwrap().unwrap();
+    assert_eq!(got.used_at, Some(now));
+    assert_eq!(got.status(now), "used");
+    assert!(!s.revoke_invite(&a.id, now).await.unwrap(), "a used invite cannot be revoked");
+    assert!(!s.use_invite("no-such-invite", now).await.unwrap());
+
+    // Expired: refused at the expiry instant and after.
+    let (_, new) = invite("bob@company.com", "bob", now + 1000);
+    let b = s.create_invite(new).await.unwrap();
+    assert!(!s.use_invite(&b.id, now + 1000).await.unwrap());
+    assert!(!s.use_invite(&b.id, now + 5000).await.unwrap());
+    assert!(s.get_invite(&b.id).await.unwrap().unwrap().used_at.is_none());
+
+    // Revoked: refused.
+    let (_, new) = invite("carol@company.com", "carol", now + 60_000);
+    let c = s.create_invite(new).await.unwrap();
+    assert!(s.revoke_invite(&c.id, now).await.unwrap());
+    assert!(!s.use_invite(&c.id, now).await.unwrap());
+}
+
+async fn concurrent_invite_uses_win_once(h: Harness) {
+    let now = now_millis();
+    let (_, new) = invite("alice@company.com", "alice", now + 60_000);
+    let a = h.store.create_invite(new).await.unwrap();
+    let mut tasks = Vec::new();
+    for _ in 0..16 {
+        let (s, id) = (h.store.clone(), a.id.clone());
+        tasks.push(tokio::spawn(async move { s.use_invite(&id, now).await.unwrap() }));
+    }
+    let mut winners = 0;
+    for t in tasks {
+        winners += usize::from(t.await.unwrap());
+    }
+    assert_eq!(winners, 1, "exactly one accept wins");
+    assert!(h.store.get_invite(&a.id).await.unwrap().unwrap().used_at.is_some());
+}
+
+async fn invites_revoke_and_reissue(h: Harness) {
+    let s = &h.store;
+    let now = now_millis();
+    let (_, new) = invite("alice@company.com", "alice", now + 60_000);
+    let a = s.create_invite(new).await.unwrap();
+    assert!(s.revoke_invite(&a.id, now).await.unwrap());
+    assert!(!s.revoke_invite(&a.id, now).await.unwrap(), "revoking twice is a no-op");
+    let got = s.get_invite(&a.id).await.unwrap().unwrap();
+    assert_eq!(got.revoked_at, Some(now));
+    assert_eq!(got.status(now), "revoked");
+    assert!(!s.revoke_invite("no-such-invite", now).await.unwrap());
+    let fresh = IssuedToken::generate(TokenKind::Invite);
+    assert!(s.reissue_invite(&a.id, fresh.hash.clone(), now + 120_000, now).await.unwrap().is_none());
+
+    // Resending replaces the link, extends the expiry and counts the send.
+    let (old, new) = invite("bob@company.com", "bob", now + 60_000);
+    let b = s.create_invite(new).await.unwrap();
+    let t2 = IssuedToken::generate(TokenKind::Invite);
+    let re = s.reissue_invite(&b.id, t2.hash.clone(), now + 120_000, now).await.unwrap().unwrap();
+    assert_eq!((re.id.as_str(), re.sent_count, re.expires_at), (b.id.as_str(), 2, now + 120_000));
+    assert_eq!((re.email.as_str(), re.agent_id.as_str()), ("bob@company.com", "bob"));
+    assert!(s.find_invite_by_token(&old.hash).await.unwrap().is_none(), "the old link stops working");
+    assert_eq!(s.find_invite_by_token(&t2.hash).await.unwrap().unwrap(), re);
+    assert_eq!(s.get_invite(&b.id).await.unwrap().unwrap(), re);
+    let t3 = IssuedToken::generate(TokenKind::Invite);
+    let re = s.reissue_invite(&b.id, t3.hash.clone(), now + 180_000, now).await.unwrap().unwrap();
+    assert_eq!(re.sent_count, 3);
+    assert!(s.find_invite_by_token(&t2.hash).await.unwrap().is_none());
+
+    // A token hash already used by another invite is refused.
+    let (c_token, new) = invite("carol@company.com", "carol", now + 60_000);
+    s.create_invite(new).await.unwrap();
+    let err = s.reissue_invite(&b.id, c_token.hash.clone(), now + 60_000, now).await.unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+    assert!(s.find_invite_by_token(&t3.hash).await.unwrap().is_some(), "failed reissue changed nothing");
+
+    // Not once used, nor for an unknown id; an expired one comes back to life with a new expiry.
+    assert!(s.use_invite(&b.id, now).await.unwrap());
+    let t4 = IssuedToken::generate(TokenKind::Invite);
+    assert!(s.reissue_invite(&b.id, t4.hash.clone(), now + 60_000, now).await.unwrap().is_none());
+    assert!(s.find_invite_by_token(&t4.hash).await.unwrap().is_none());
+    assert_eq!(s.get_invite(&b.id).await.unwrap().unwrap().sent_count, 3);
+    let (_, new) = invite("dave@company.com", "dave", now + 1000);
+    let d = s.create_invite(new).await.unwrap();
+    let revived = s.reissue_invite(&d.id, t4.hash.clone(), now + 60_000, now + 1000).await.unwrap().unwrap();
+    assert_eq!((revived.expires_at, revived.status(now + 2000)), (now + 60_000, "pending"));
+    assert!(s.reissue_invite("no-such-invite", t4.hash.clone(), now + 60_000, now).await.unwrap().is_none());
+}
+
+async fn released_invite_can_be_used_again(h: Harness) {
+    let s = &h.store;
+    let now = now_millis();
+    let (_, new) = invite("alice@company.com", "alice", now + 60_000);
+    let a = s.create_invite(new).await.unwrap();
+    assert!(s.use_invite(&a.id, now).await.unwrap());
+    s.release_invite(&a.id).await.unwrap();
+    let got = s.get_invite(&a.id).await.unwrap().unwrap();
+    assert_eq!((got.used_at, got.status(now)), (None, "pending"));
+    assert!(s.use_invite(&a.id, now).await.unwrap(), "released invites can be accepted again");
+    assert!(!s.use_invite(&a.id, now).await.unwrap());
+
+    let alice = s.create_user(member("alice@company.com")).await.unwrap();
+    s.set_invite_user(&a.id, &alice.id).await.unwrap();
+    assert_eq!(s.get_invite(&a.id).await.unwrap().unwrap().user_id, Some(alice.id.clone()));
+    assert!(matches!(s.release_invite("no-such-invite").await, Err(StoreError::NotFound(_))));
+    assert!(matches!(s.set_invite_user("no-such-invite", &alice.id).await, Err(StoreError::NotFound(_))));
+}
+
+async fn oauth_states_are_single_use_and_sealed(h: Harness) {
+    let s = &h.store;
+    let now = now_millis();
+    let (_, new) = invite("alice@company.com", "alice", now + 60_000);
+    let inv = s.create_invite(new).await.unwrap();
+    let bob = s.create_user(member("bob@company.com")).await.unwrap();
+
+    let (h1, st1) = oauth_state(
+        OAuthPurpose::Invite { invite_id: inv.id.clone() },
+        "verifier-plaintext-one",
+        now + 600_000,
+    );
+    s.create_oauth_state(st1).await.unwrap();
+    let (h2, st2) = oauth_state(
+        OAuthPurpose::Reconnect { user_id: bob.id.clone() },
+        "verifier-plaintext-two",
+        now + 600_000,
+    );
+    s.create_oauth_state(st2).await.unwrap();
+
+    // The verifier is sealed at rest.
+    let raw = h.raw.bytes("SELECT verifier FROM oauth_states").await;
+    assert_eq!(raw.len(), 2);
+    assert!(
+        raw.iter().all(|v| !v.windows(18).any(|w| w == b"verifier-plaintext")),
+        "verifier stored in clear"
+    );
+
+    let got = s.take_oauth_state(&h1, now).await.unwrap().unwrap();
+    assert_eq!(got.purpose, OAuthPurpose::Invite { invite_id: inv.id.clone() });
+    assert_eq!(got.verifier.expose_secret(), "verifier-plaintext-one");
+    assert!(s.take_oauth_state(&h1, now).await.unwrap().is_none(), "single use");
+
+    let got = s.take_oauth_state(&h2, now).await.unwrap().unwrap();
+    assert_eq!(got.purpose, OAuthPurpose::Reconnect { user_id: bob.id.clone() });
+    assert_eq!(got.verifier.expose_secret(), "verifier-plaintext-two");
+    assert!(s.take_oauth_state(&h2, now).await.unwrap().is_none());
+
+    assert!(s.take_oauth_state(&TokenHash::of("unknown-state"), now).await.unwrap().is_none());
+
+    // Expired: refused at the expiry instant, and stays unusable.
+    let (h3, st3) = oauth_state(OAuthPurpose::Reconnect { user_id: bob.id.clone() }, "v3", now + 1000);
+    s.create_oauth_state(st3).await.unwrap();
+    assert!(s.take_oauth_state(&h3, now + 1000).await.unwrap().is_none());
+    assert!(s.take_oauth_state(&h3, now + 5000).await.unwrap().is_none());
+
+    // The same state twice is refused.
+    let (h4, st4) = oauth_state(OAuthPurpose::Reconnect { user_id: bob.id.clone() }, "v4", now + 600_000);
+    let dup = NewOAuthState { state_hash: h4.clone(), ..st4.clone() };
+    s.create_oauth_state(st4).await.unwrap();
+    assert!(matches!(s.create_oauth_state(dup).await, Err(StoreError::Conflict(_))));
+
+    // A sealed verifier copied onto another state's row does not open there.
+    let (h5, st5) = oauth_state(OAuthPurpose::Reconnect { user_id: bob.id.clone() }, "v5", now + 600_000);
+    s.create_oauth_state(st5).await.unwrap();
+    h.raw
+        .exec("UPDATE oauth_states SET verifier = (SELECT verifier FROM oauth_states WHERE used_at IS NOT NULL AND purpose = 'invite')")
+        .await;
+    let err = s.take_oauth_state(&h5, now).await.unwrap_err();
+    assert!(matches!(err, StoreError::Seal(crewgate_core::SealError::Open)), "{err:?}");
+    assert!(s.take_oauth_state(&h4, now).await.is_err());
+}
+
+async fn concurrent_oauth_state_takes_win_once(h: Harness) {
+    let now = now_millis();
+    let user = h.store.create_user(member("alice@company.com")).await.unwrap();
+    let (hash, st) =
+        oauth_state(OAuthPurpose::Reconnect { user_id: user.id.clone() }, "race-verifier", now + 600_000);
+    h.store.create_oauth_state(st).await.unwrap();
+    let mut tasks = Vec::new();
+    for _ in 0..16 {
+        let (s, hash) = (h.store.clone(), hash.clone());
+        tasks.push(tokio::spawn(async move { s.take_oauth_state(&hash, now).await.unwrap() }));
+    }
+    let mut got = Vec::new();
+    for t in tasks {
+        if let Some(state) = t.await.unwrap() {
+            got.push(state);
+        }
+    }
+    assert_eq!(got.len(), 1, "exactly one callback gets the state");
+    assert_eq!(got[0].verifier.expose_secret(), "race-verifier");
 }

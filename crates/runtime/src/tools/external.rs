@@ -82,6 +82,21 @@ pub fn register_external_tools(
     Ok(added)
 }
 
+/// Every OAuth scope the Google tools need (full URLs), plus `openid email profile` for sign-in:
+/// what onboarding asks Google for.
+pub fn google_scopes() -> Vec<String> {
+    let mut out = vec!["openid".to_owned(), "email".to_owned(), "profile".to_owned()];
+    for spec in specs().iter().filter(|s| s.credential == Credential::GoogleUser) {
+        for scope in spec.scopes {
+            let full = format!("https://www.googleapis.com/auth/{scope}");
+            if !out.contains(&full) {
+                out.push(full);
+            }
+        }
+    }
+    out
+}
+
 /// Keeps the tools' own sentence for the model; marks failures after which a write may still
 /// have happened (the request left and no clear answer came back).
 fn map_error(e: crewgate_tools::ToolError) -> ToolError {
@@ -153,6 +168,7 @@ impl Tool for ExternalTool {
         ToolNeeds {
             skill: Some(self.spec.skill.as_str()),
             owner_secret: (self.spec.credential == Credential::GoogleUser).then_some(GOOGLE_SECRET),
+            orchestrator_only: false,
         }
     }
 }

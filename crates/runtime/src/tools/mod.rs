@@ -121,6 +121,8 @@ pub struct ToolNeeds {
     pub skill: Option<&'static str>,
     /// A secret of the agent's owner that must be stored (e.g. their Google connection).
     pub owner_secret: Option<&'static str>,
+    /// Offered only to the orchestrator (admin tools: onboarding, user management, broadcast).
+    pub orchestrator_only: bool,
 }
 
 #[async_trait]
@@ -243,6 +245,9 @@ impl ToolRegistry {
         let mut out = ToolRegistry::new();
         for (name, tool) in &self.tools {
             let needs = tool.needs();
+            if needs.orchestrator_only && agent.kind != crewgate_core::AgentKind::Orchestrator {
+                continue;
+            }
             if let (Some(skill), Some(list)) = (needs.skill, &allowed)
                 && !list.iter().any(|s| skill_matches(s, skill))
             {

@@ -41,6 +41,8 @@ const ASSETS: &[Asset] = &[
     asset!("approvals.js", JS),
     asset!("account.js", JS),
     asset!("admin.js", JS),
+    asset!("portal.css", "text/css; charset=utf-8"),
+    asset!("portal.js", JS),
 ];
 
 const INDEX: &[u8] = include_bytes!("../../static/index.html");

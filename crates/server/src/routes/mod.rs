@@ -2,6 +2,7 @@ mod agents;
 mod audit;
 mod dashboard;
 mod health;
+mod invites;
 mod login;
 mod me;
 mod openai;
@@ -22,6 +23,10 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/auth/session", get(login::session))
         .route("/auth/logout", post(login::logout))
         .route("/me", get(me::me))
+        .route("/me/google/connect", post(invites::reconnect_google))
+        .route("/invites", get(invites::list).post(invites::create))
+        .route("/invites/{id}", delete(invites::revoke))
+        .route("/invites/{id}/resend", post(invites::resend))
         .route("/agents", get(agents::list).post(agents::create))
         .route("/agents/{id}", get(agents::get).delete(agents::delete))
         .route("/users", get(users::list))
@@ -50,6 +55,10 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/metrics", get(health::metrics))
         .route("/", get(dashboard::index))
         .route("/assets/{name}", get(dashboard::asset))
+        .route("/invite/connect", post(invites::invite_connect))
+        .route("/invite/{token}", get(invites::invite_page))
+        .route("/join", get(invites::join_page).post(invites::join_submit))
+        .route(crate::onboarding::CALLBACK_PATH, get(invites::oauth_callback))
         .route("/v1/chat/completions", post(openai::chat_completions))
         .route("/v1/models", get(openai::models))
         .nest("/api/v1", api)

@@ -46,3 +46,4 @@ impl PostgresStore {
 include!("shared.rs");
 include!("approvals_shared.rs");
 include!("web_shared.rs");
+include!("onboarding_shared.rs");

@@ -47,3 +47,4 @@ impl SqliteStore {
 include!("shared.rs");
 include!("approvals_shared.rs");
 include!("web_shared.rs");
+include!("onboarding_shared.rs");
