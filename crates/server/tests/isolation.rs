@@ -24,6 +24,7 @@ struct Fixture {
     a_session: String,
     a_proposal: String,
     a_grant: String,
+    an_invite: String,
     _llm: FakeLlm,
     _dir: tempfile::TempDir,
 }
@@ -76,6 +77,18 @@ async fn fixture() -> Fixture {
     .await
     .unwrap();
 
+    let an_invite = crewgate_server::onboarding::Onboarding::default()
+        .create_invite(
+            store.as_ref(),
+            &Actor::System,
+            "dave@company.com",
+            None,
+            crewgate_store::onboarding::InviteOrigin::Admin,
+        )
+        .await
+        .unwrap()
+        .invite
+        .id;
     let a_session =
         store.create_session(&AgentId::parse(&a.agent_id).unwrap(), "alice's chat").await.unwrap().id;
 
@@ -138,6 +151,7 @@ async fn fixture() -> Fixture {
         a_session,
         a_proposal,
         a_grant,
+        an_invite,
         _llm: llm,
         _dir: dir,
     }
@@ -306,6 +320,16 @@ const ROWS: &[Row] = &[
     ),
     row("DELETE", "/api/v1/grants/{a_grant}?agent={a_agent}", None, [401, 401, 401, 204, 404, 204]),
     row("DELETE", "/api/v1/grants/{a_grant}", None, [401, 401, 401, 204, 404, 400]),
+    row("GET", "/api/v1/invites", None, [401, 401, 401, 403, 403, 200]),
+    row("POST", "/api/v1/invites", Some(r#"{"email":"erin@company.com"}"#), [401, 401, 401, 403, 403, 201]),
+    row("POST", "/api/v1/invites", Some(r#"{"email":"dave@company.com"}"#), [401, 401, 401, 403, 403, 409]),
+    row("POST", "/api/v1/invites", Some(r#"{"email":"not-an-address"}"#), [401, 401, 401, 403, 403, 400]),
+    row("POST", "/api/v1/invites/{an_invite}/resend", None, [401, 401, 401, 403, 403, 200]),
+    row("POST", "/api/v1/invites/no-such-invite/resend", None, [401, 401, 401, 403, 403, 404]),
+    row("DELETE", "/api/v1/invites/{an_invite}", None, [401, 401, 401, 403, 403, 204]),
+    // Google sign-in is not configured in this fixture: a clear 400 for members, and admins
+    // have no Google account of their own to connect.
+    row("POST", "/api/v1/me/google/connect", None, [401, 401, 401, 400, 400, 400]),
 ];
 
 fn fill(template: &str, f: &Fixture) -> String {
@@ -318,6 +342,7 @@ fn fill(template: &str, f: &Fixture) -> String {
         .replace("{spare_agent}", &f.spare_agent)
         .replace("{a_proposal}", &f.a_proposal)
         .replace("{a_grant}", &f.a_grant)
+        .replace("{an_invite}", &f.an_invite)
 }
 
 #[tokio::test]
