@@ -115,6 +115,19 @@ pub fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// Percent-encodes everything but RFC 3986 unreserved characters (for query values).
+pub fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 fn hex(c: u8) -> Option<u8> {
     match c {
         b'0'..=b'9' => Some(c - b'0'),
@@ -435,5 +448,7 @@ mod tests {
     fn decodes_percent() {
         assert_eq!(percent_decode("Sheet1%21A1%3AB2"), "Sheet1!A1:B2");
         assert_eq!(parse_query("q=a+b&x=%C3%A9"), vec![("q".into(), "a b".into()), ("x".into(), "é".into())]);
+        assert_eq!(percent_encode("4/0A b&é~"), "4%2F0A%20b%26%C3%A9~");
+        assert_eq!(percent_decode(&percent_encode("a/b c=d")), "a/b c=d");
     }
 }

@@ -1,7 +1,8 @@
 //! A fake of the Google APIs the crewgate tools use, on one origin with the real paths (what
 //! `integrations.google.apiBase` expects): Gmail v1, Calendar v3, Drive v3 (search, export),
-//! Sheets v4 (values), People v1 (searchContacts, otherContacts), OIDC userinfo, and the OAuth
-//! token endpoint (`POST /token`, refresh-token grant).
+//! Sheets v4 (values), People v1 (searchContacts, otherContacts), OIDC userinfo, and OAuth:
+//! the authorization endpoint (`GET /o/oauth2/v2/auth`, code flow with PKCE S256) and the token
+//! endpoint (`POST /token`, authorization-code and refresh-token grants).
 //!
 //! It keeps per-account state (several accounts in one fake, each with its own access and
 //! refresh tokens and granted scopes) and checks what Google checks: a valid, unexpired bearer
@@ -19,8 +20,40 @@
 //! # }
 //! ```
 //!
-//! The authorization-code + PKCE part of OAuth is not implemented yet; `POST /token` answers
-//! `unsupported_grant_type` for it, and the `accounts` map is where issued codes would live.
+//! ## OAuth authorization code + PKCE
+//!
+//! Register the web client with [`FakeGoogle::set_client`] (until then `/o/oauth2/v2/auth`
+//! answers Google's "Error 401: invalid_client" page). The authorization endpoint plays the
+//! browser too: the person signed in ([`FakeGoogle::sign_in_as`], else a `login_hint` naming a
+//! known account) consents at once (or refuses, [`FakeGoogle::deny_consent`]) and the answer is
+//! the `302 Found` back to `redirect_uri` with `code` and `state`. Malformed requests get Google's
+//! HTML error page (400/401, never a redirect). On top of what Google enforces, the fake requires
+//! what crewgate must always send: `state`, scopes `openid` and `email`, and PKCE with `S256`
+//! (Google itself would accept `plain` or no PKCE).
+//!
+//! ```no_run
+//! # async fn demo() {
+//! use crewgate_testkit::fake_google::FakeGoogle;
+//! let google = FakeGoogle::start().await;
+//! google.set_client("cid.apps.googleusercontent.com", "secret", &["https://gw.example/oauth/google"]);
+//! google.add_account("alice@company.com");
+//! google.sign_in_as("alice@company.com");
+//! // GET google.auth_url()?client_id=…&redirect_uri=…&response_type=code&scope=openid%20email…
+//! //     &state=…&code_challenge=…&code_challenge_method=S256  → 302 Location: …?code=…&state=…
+//! // POST google.token_url() grant_type=authorization_code&code=…&code_verifier=…
+//! # }
+//! ```
+//!
+//! Codes live 10 minutes ([`FakeGoogle::expire_codes`]), are single-use and bound to the client,
+//! the `redirect_uri`, the code challenge and the account. The exchange answers like Google:
+//! `invalid_grant` "Invalid code verifier." / "Missing code verifier." / "Bad Request" (used or
+//! expired code) / "Malformed auth code." (unknown code), `redirect_uri_mismatch` "Bad Request"
+//! (different `redirect_uri`), `invalid_client` (unknown client, wrong secret; the client may
+//! authenticate in the body or with HTTP Basic). A `refresh_token` is returned only with
+//! `access_type=offline`, and after the first one only with `prompt=consent` (Google's rule).
+//! The `id_token` is a JWT whose payload carries `iss`, `azp`, `aud`, `sub`, `email`,
+//! `email_verified`, `hd` (if any), `iat`, `exp` (and `nonce`, `name`); its RS256 signature is
+//! fake (there is no JWKS endpoint), so read the claims without verifying, or use userinfo.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -37,9 +70,11 @@ use base64::engine::general_purpose::{URL_SAFE, URL_SAFE_NO_PAD};
 use mailparse::{MailAddr, MailHeaderMap, ParsedMail};
 use serde_json::{Map, Value, json};
 
+use sha2::{Digest, Sha256};
+
 use crate::fake_common::{
-    Fault, RecordedRequest, Reply, Server, hex_id, lock, parse_query, parse_rfc3339, percent_decode, record,
-    rfc3339, serve, take_fault, unix_millis, unix_now,
+    Fault, RecordedRequest, Reply, Server, hex_id, lock, parse_query, parse_rfc3339, percent_decode,
+    percent_encode, record, rfc3339, serve, take_fault, unix_millis, unix_now,
 };
 
 /// Scopes a new account grants: the set crewgate requests (apis.md §2.9).
@@ -59,6 +94,31 @@ pub const DEFAULT_SCOPES: &[&str] = &[
 ];
 
 const SCOPE_PREFIX: &str = "https://www.googleapis.com/auth/";
+
+/// Google scopes the authorization endpoint knows besides [`DEFAULT_SCOPES`] (short form);
+/// anything else is `invalid_scope`.
+const OTHER_KNOWN_SCOPES: &[&str] = &[
+    "https://mail.google.com/",
+    "gmail.send",
+    "gmail.modify",
+    "gmail.labels",
+    "gmail.metadata",
+    "calendar",
+    "calendar.events.readonly",
+    "drive",
+    "drive.file",
+    "drive.metadata.readonly",
+    "documents",
+    "spreadsheets.readonly",
+    "contacts",
+    "directory.readonly",
+];
+
+/// Path of the authorization endpoint (as on `accounts.google.com`).
+const AUTH_PATH: &str = "/o/oauth2/v2/auth";
+
+/// Lifetime of authorization codes.
+const CODE_TTL: Duration = Duration::from_secs(600);
 
 /// Credentials of one fake account, as the OAuth flow would have produced them.
 #[derive(Debug, Clone)]
@@ -145,7 +205,16 @@ struct Draft {
 #[derive(Debug, Default)]
 struct Account {
     email: String,
-    refresh_token: String,
+    /// Google's stable account id (`sub`), 21 digits.
+    sub: String,
+    email_verified: bool,
+    /// Workspace domain (`hd` claim).
+    hosted_domain: Option<String>,
+    /// Live refresh tokens (the one from `add_account`, then one per offline code exchange).
+    refresh_tokens: Vec<String>,
+    /// A refresh token came out of the code flow: later consents get none without
+    /// `prompt=consent`.
+    offline_granted: bool,
     revoked: bool,
     scopes: Vec<String>,
     messages: Vec<GmailMessage>,
@@ -168,9 +237,33 @@ struct AccessToken {
     revoked: bool,
 }
 
+/// An authorization code issued by the authorization endpoint.
+#[derive(Debug, Clone)]
+struct AuthCode {
+    client_id: String,
+    redirect_uri: String,
+    challenge: String,
+    email: String,
+    /// Scopes consented to (short form).
+    scopes: Vec<String>,
+    include_granted_scopes: bool,
+    /// Whether the exchange returns a refresh token.
+    offline: bool,
+    nonce: Option<String>,
+    expires: Instant,
+    used: bool,
+}
+
 struct GoogleState {
     client_id: String,
     client_secret: String,
+    /// Redirect URIs of the registered web client; `None` until `set_client` (authorization
+    /// then fails with `invalid_client`).
+    redirect_uris: Option<Vec<String>>,
+    codes: HashMap<String, AuthCode>,
+    /// The person signed in to the "browser".
+    signed_in: Option<String>,
+    deny_consent: bool,
     token_ttl: Duration,
     accounts: BTreeMap<String, Account>,
     access: HashMap<String, AccessToken>,
@@ -223,6 +316,10 @@ impl FakeGoogle {
             state: Mutex::new(GoogleState {
                 client_id: CLIENT_ID.into(),
                 client_secret: CLIENT_SECRET.into(),
+                redirect_uris: None,
+                codes: HashMap::new(),
+                signed_in: None,
+                deny_consent: false,
                 token_ttl: Duration::from_secs(3599),
                 accounts: BTreeMap::new(),
                 access: HashMap::new(),
@@ -250,6 +347,70 @@ impl FakeGoogle {
         format!("{}/token", self.base_url())
     }
 
+    /// The OAuth authorization endpoint (`…/o/oauth2/v2/auth`).
+    pub fn auth_url(&self) -> String {
+        format!("{}{AUTH_PATH}", self.base_url())
+    }
+
+    /// The OIDC userinfo endpoint (`…/v1/userinfo`).
+    pub fn userinfo_url(&self) -> String {
+        format!("{}/v1/userinfo", self.base_url())
+    }
+
+    /// Registers the OAuth web client: its id, secret and exact redirect URIs. It replaces
+    /// [`CLIENT_ID`]/[`CLIENT_SECRET`] at the token endpoint too (refresh included).
+    pub fn set_client(&self, client_id: &str, client_secret: &str, redirect_uris: &[&str]) {
+        let mut st = self.state();
+        st.client_id = client_id.to_owned();
+        st.client_secret = client_secret.to_owned();
+        st.redirect_uris = Some(redirect_uris.iter().map(|u| (*u).to_owned()).collect());
+    }
+
+    /// The person signed in to the browser that visits the authorization endpoint (an account
+    /// added with [`add_account`](Self::add_account)). Without one, a `login_hint` naming a
+    /// known account is used.
+    pub fn sign_in_as(&self, email: &str) {
+        self.state().signed_in = Some(email.to_owned());
+    }
+
+    /// Nobody is signed in to the browser any more.
+    pub fn sign_out(&self) {
+        self.state().signed_in = None;
+    }
+
+    /// `true`: the person refuses consent; the authorization endpoint redirects with
+    /// `error=access_denied&state=…` instead of a code.
+    pub fn deny_consent(&self, deny: bool) {
+        self.state().deny_consent = deny;
+    }
+
+    /// The account's `email_verified` claim (default `true`).
+    pub fn set_email_verified(&self, email: &str, verified: bool) {
+        if let Some(a) = self.state().accounts.get_mut(email) {
+            a.email_verified = verified;
+        }
+    }
+
+    /// The account's `hd` claim (default: the e-mail's domain, none for gmail.com).
+    pub fn set_hosted_domain(&self, email: &str, hd: Option<&str>) {
+        if let Some(a) = self.state().accounts.get_mut(email) {
+            a.hosted_domain = hd.map(str::to_owned);
+        }
+    }
+
+    /// The account's stable `sub` (what userinfo and the `id_token` carry).
+    pub fn subject(&self, email: &str) -> Option<String> {
+        self.state().accounts.get(email).map(|a| a.sub.clone())
+    }
+
+    /// Every authorization code issued so far expires now.
+    pub fn expire_codes(&self) {
+        let now = Instant::now();
+        for c in self.state().codes.values_mut() {
+            c.expires = now;
+        }
+    }
+
     /// Adds an account with [`DEFAULT_SCOPES`], a valid access token and a refresh token.
     pub fn add_account(&self, email: &str) -> FakeGoogleAccount {
         let mut st = self.state();
@@ -261,7 +422,10 @@ impl FakeGoogle {
             email.to_owned(),
             Account {
                 email: email.to_owned(),
-                refresh_token: refresh_token.clone(),
+                sub: google_sub(email),
+                email_verified: true,
+                hosted_domain: default_hosted_domain(email),
+                refresh_tokens: vec![refresh_token.clone()],
                 scopes: DEFAULT_SCOPES.iter().map(|s| (*s).to_owned()).collect(),
                 calendars,
                 ..Account::default()
@@ -300,6 +464,8 @@ impl FakeGoogle {
         let mut st = self.state();
         if let Some(a) = st.accounts.get_mut(email) {
             a.revoked = true;
+            a.refresh_tokens.clear();
+            a.offline_granted = false;
         }
         for t in st.access.values_mut().filter(|t| t.email == email) {
             t.revoked = true;
@@ -312,14 +478,15 @@ impl FakeGoogle {
         self.state().faults.push(fault);
     }
 
-    /// Every request received, in order (the token endpoint included, path `/token`).
+    /// Every request received, in order (the OAuth endpoints included: paths `/token` and
+    /// `/o/oauth2/v2/auth`).
     pub fn requests(&self) -> Vec<RecordedRequest> {
         self.state().requests.clone()
     }
 
-    /// Requests other than to the token endpoint.
+    /// Requests other than to the OAuth token and authorization endpoints.
     pub fn api_requests(&self) -> Vec<RecordedRequest> {
-        self.state().requests.iter().filter(|r| r.path != "/token").cloned().collect()
+        self.state().requests.iter().filter(|r| r.path != "/token" && r.path != AUTH_PATH).cloned().collect()
     }
 
     pub fn clear_requests(&self) {
@@ -558,6 +725,9 @@ fn route(st: &mut GoogleState, rec: &mut RecordedRequest) -> Reply {
     if rec.path == "/token" {
         return if rec.method == "POST" { token(st, rec) } else { not_found("Not Found") };
     }
+    if rec.path == AUTH_PATH {
+        return if rec.method == "GET" { authorize(st, rec) } else { not_found("Not Found") };
+    }
     let token = match rec.header("authorization").and_then(|h| h.strip_prefix("Bearer ")) {
         Some(t) => t.trim().to_owned(),
         None => return unauthenticated(true),
@@ -599,11 +769,7 @@ fn route(st: &mut GoogleState, rec: &mut RecordedRequest) -> Reply {
         (_, ["v4", "spreadsheets", id, rest @ ..]) => sheets(account, m, &percent_decode(id), rest, r, &body),
         ("GET", ["v1", "people:searchContacts"]) => contacts(account, r, false),
         ("GET", ["v1", "otherContacts:search"]) => contacts(account, r, true),
-        ("GET", ["v1", "userinfo"] | ["oauth2", "v3", "userinfo"]) => Reply::json(
-            200,
-            json!({"sub": format!("1{}", hex_id(email.len() as u64, 20)), "email": email, "email_verified": true,
-                "name": email.split('@').next().unwrap_or_default()}),
-        ),
+        ("GET", ["v1", "userinfo"] | ["oauth2", "v3", "userinfo"]) => Reply::json(200, userinfo(account)),
         _ => not_found("Not Found"),
     }
 }
@@ -625,55 +791,410 @@ macro_rules! need {
 }
 
 // ------------------------------------------------------------------------------------------
-// OAuth token endpoint
+// OAuth: authorization and token endpoints, userinfo
 // ------------------------------------------------------------------------------------------
 
-fn token(st: &mut GoogleState, rec: &RecordedRequest) -> Reply {
-    let form: HashMap<String, String> = parse_query(&rec.text()).into_iter().collect();
-    let oauth_err = |status: u16, error: &str, description: &str| {
-        Reply::json(status, json!({"error": error, "error_description": description}))
+fn oauth_err(status: u16, error: &str, description: &str) -> Reply {
+    Reply::json(status, json!({"error": error, "error_description": description}))
+}
+
+/// Google's stable account id for an e-mail: 21 digits starting with 1.
+fn google_sub(email: &str) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in email.to_ascii_lowercase().bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("1{h:020}")
+}
+
+/// The `hd` of a new account: its e-mail domain, none for consumer Gmail.
+fn default_hosted_domain(email: &str) -> Option<String> {
+    let domain = email.rsplit_once('@')?.1.to_ascii_lowercase();
+    (!domain.is_empty() && domain != "gmail.com" && domain != "googlemail.com").then_some(domain)
+}
+
+/// Short scopes as Google lists them in `scope`: full URLs except `openid email profile`.
+fn scope_string(scopes: &[String]) -> String {
+    scopes
+        .iter()
+        .map(|s| {
+            if s.contains(':') || ["openid", "email", "profile"].contains(&s.as_str()) {
+                s.clone()
+            } else {
+                format!("{SCOPE_PREFIX}{s}")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// A requested scope in short form, or `None` if Google does not know it.
+fn normalize_scope(s: &str) -> Option<String> {
+    let short = s.strip_prefix(SCOPE_PREFIX).unwrap_or(s);
+    let short = match short {
+        "userinfo.email" => "email",
+        "userinfo.profile" => "profile",
+        other => other,
     };
-    if form.get("client_id") != Some(&st.client_id) || form.get("client_secret") != Some(&st.client_secret) {
+    (DEFAULT_SCOPES.contains(&short) || OTHER_KNOWN_SCOPES.contains(&short)).then(|| short.to_owned())
+}
+
+fn userinfo(a: &Account) -> Value {
+    let mut v = json!({"sub": a.sub, "email": a.email, "email_verified": a.email_verified,
+        "name": a.email.split('@').next().unwrap_or_default()});
+    if let Some(hd) = &a.hosted_domain {
+        v["hd"] = json!(hd);
+    }
+    v
+}
+
+fn b64_json(v: &Value) -> String {
+    URL_SAFE_NO_PAD.encode(serde_json::to_vec(v).unwrap_or_default())
+}
+
+/// An OIDC `id_token` (JWT) for the account. The RS256 signature is fake: no JWKS to check it.
+fn id_token(client_id: &str, a: &Account, nonce: Option<&str>) -> String {
+    let now = unix_now();
+    let header = json!({"alg": "RS256", "kid": "fake-google-key-1", "typ": "JWT"});
+    let mut payload = json!({
+        "iss": "https://accounts.google.com", "azp": client_id, "aud": client_id, "sub": a.sub,
+        "email": a.email, "email_verified": a.email_verified, "iat": now, "exp": now + 3600,
+    });
+    if let Some(hd) = &a.hosted_domain {
+        payload["hd"] = json!(hd);
+    }
+    if let Some(n) = nonce {
+        payload["nonce"] = json!(n);
+    }
+    if a.scopes.iter().any(|s| s == "profile") {
+        payload["name"] = json!(a.email.split('@').next().unwrap_or_default());
+    }
+    let signing_input = format!("{}.{}", b64_json(&header), b64_json(&payload));
+    let signature = Sha256::digest(format!("{signing_input}.fake-google-signature").as_bytes());
+    format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(signature))
+}
+
+fn html_escape(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
+/// Google's HTML error page of the authorization endpoint (shown to the person; no redirect).
+fn auth_error_page(status: u16, error: &str, message: &str) -> Reply {
+    let (error, message) = (html_escape(error), html_escape(message));
+    Reply::text(
+        status,
+        "text/html; charset=utf-8",
+        format!(
+            "<!DOCTYPE html><html lang=\"en\"><head><title>Error {status}: {error}</title></head><body>\
+             <h1>Access blocked: Authorization Error</h1><p>{message}</p><p>Error {status}: {error}</p>\
+             </body></html>"
+        ),
+    )
+}
+
+/// `uri` with query pairs appended (percent-encoded).
+fn with_query(uri: &str, pairs: &[(&str, &str)]) -> String {
+    let mut out = uri.to_owned();
+    let mut sep = if uri.contains('?') { '&' } else { '?' };
+    for (k, v) in pairs {
+        out.push(sep);
+        out.push_str(k);
+        out.push('=');
+        out.push_str(&percent_encode(v));
+        sep = '&';
+    }
+    out
+}
+
+fn redirect(location: &str) -> Reply {
+    Reply::text(
+        302,
+        "text/html; charset=UTF-8",
+        format!("<HTML><HEAD><TITLE>Moved Temporarily</TITLE></HEAD><BODY>The document has moved <A HREF=\"{}\">here</A>.</BODY></HTML>", html_escape(location)),
+    )
+    .with_header("location", location)
+}
+
+fn is_pkce_value(s: &str) -> bool {
+    (43..=128).contains(&s.len())
+        && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'))
+}
+
+/// `GET /o/oauth2/v2/auth`: validates the request like Google, then acts as the browser of the
+/// signed-in person consenting (or refusing).
+fn authorize(st: &mut GoogleState, rec: &mut RecordedRequest) -> Reply {
+    let query = rec.query.clone();
+    let get = |k: &str| query.iter().find(|(q, v)| q == k && !v.is_empty()).map(|(_, v)| v.clone());
+    let missing =
+        |k: &str| auth_error_page(400, "invalid_request", &format!("Missing required parameter: {k}"));
+    let Some(client_id) = get("client_id") else { return missing("client_id") };
+    if st.redirect_uris.is_none() || client_id != st.client_id {
+        return auth_error_page(401, "invalid_client", "The OAuth client was not found.");
+    }
+    let Some(redirect_uri) = get("redirect_uri") else { return missing("redirect_uri") };
+    if !st.redirect_uris.iter().flatten().any(|u| *u == redirect_uri) {
+        return auth_error_page(
+            400,
+            "redirect_uri_mismatch",
+            &format!(
+                "You can't sign in to this app because it doesn't comply with Google's OAuth 2.0 policy. \
+                 If you're the app developer, register the redirect URI in the Google Cloud Console. \
+                 Request details: redirect_uri={redirect_uri}"
+            ),
+        );
+    }
+    match get("response_type").as_deref() {
+        None => return missing("response_type"),
+        Some("code") => {}
+        Some(other) => {
+            return auth_error_page(
+                400,
+                "unsupported_response_type",
+                &format!("Unsupported response_type: {other} (the fake serves the code flow only)"),
+            );
+        }
+    }
+    let Some(scope) = get("scope") else { return missing("scope") };
+    let mut scopes: Vec<String> = Vec::new();
+    let mut invalid: Vec<&str> = Vec::new();
+    for s in scope.split_whitespace() {
+        match normalize_scope(s) {
+            Some(n) if !scopes.contains(&n) => scopes.push(n),
+            Some(_) => {}
+            None => invalid.push(s),
+        }
+    }
+    if !invalid.is_empty() {
+        return auth_error_page(
+            400,
+            "invalid_scope",
+            &format!("Some requested scopes were invalid. {{invalid=[{}]}}", invalid.join(", ")),
+        );
+    }
+    if !["openid", "email"].iter().all(|s| scopes.iter().any(|x| x == s)) {
+        return auth_error_page(
+            400,
+            "invalid_scope",
+            "The fake requires the scopes openid and email (crewgate needs the id_token's email).",
+        );
+    }
+    let Some(state) = get("state") else { return missing("state") };
+    let Some(challenge) = get("code_challenge") else { return missing("code_challenge") };
+    match get("code_challenge_method").as_deref() {
+        Some("S256") => {}
+        Some(other) => {
+            return auth_error_page(
+                400,
+                "invalid_request",
+                &format!("Invalid code_challenge_method: {other} (the fake accepts S256 only)"),
+            );
+        }
+        None => {
+            return auth_error_page(
+                400,
+                "invalid_request",
+                "Missing code_challenge_method (the fake accepts S256 only; Google would assume plain)",
+            );
+        }
+    }
+    if !is_pkce_value(&challenge) {
+        return auth_error_page(
+            400,
+            "invalid_request",
+            "Invalid code_challenge: 43 to 128 characters [A-Za-z0-9-._~]",
+        );
+    }
+    let access_type = get("access_type");
+    if access_type.as_deref().is_some_and(|t| t != "online" && t != "offline") {
+        return auth_error_page(400, "invalid_request", "Invalid access_type");
+    }
+    let prompt = get("prompt").unwrap_or_default();
+    let user = st.signed_in.clone().or_else(|| get("login_hint").filter(|h| st.accounts.contains_key(h)));
+    let Some(email) = user.filter(|e| st.accounts.contains_key(e)) else {
+        return auth_error_page(
+            400,
+            "invalid_request",
+            "Nobody is signed in (fake: call sign_in_as with an added account, or pass a login_hint naming one)",
+        );
+    };
+    rec.account = Some(email.clone());
+    if st.deny_consent {
+        return redirect(&with_query(&redirect_uri, &[("error", "access_denied"), ("state", &state)]));
+    }
+    let offline_granted = st.accounts.get(&email).is_some_and(|a| a.offline_granted);
+    let offline = access_type.as_deref() == Some("offline")
+        && (!offline_granted || prompt.split_whitespace().any(|p| p == "consent"));
+    let n = st.next();
+    let code = format!("4/0A{}", hex_id(n, 70));
+    let scope_out = scope_string(&scopes);
+    let hd = st.accounts.get(&email).and_then(|a| a.hosted_domain.clone());
+    st.codes.insert(
+        code.clone(),
+        AuthCode {
+            client_id,
+            redirect_uri: redirect_uri.clone(),
+            challenge,
+            email,
+            scopes,
+            include_granted_scopes: get("include_granted_scopes").as_deref() == Some("true"),
+            offline,
+            nonce: get("nonce"),
+            expires: Instant::now() + CODE_TTL,
+            used: false,
+        },
+    );
+    let mut pairs = vec![("state", state.as_str()), ("code", code.as_str()), ("scope", scope_out.as_str())];
+    pairs.push(("authuser", "0"));
+    if let Some(hd) = &hd {
+        pairs.push(("hd", hd.as_str()));
+    }
+    if !prompt.is_empty() {
+        pairs.push(("prompt", prompt.as_str()));
+    }
+    redirect(&with_query(&redirect_uri, &pairs))
+}
+
+/// The client's id and secret: HTTP Basic (`client_secret_basic`) if present, else the form.
+fn client_credentials(
+    rec: &RecordedRequest,
+    form: &HashMap<String, String>,
+) -> Result<(Option<String>, Option<String>), Reply> {
+    let basic = rec.header("authorization").and_then(|h| {
+        let (scheme, rest) = h.split_once(' ')?;
+        scheme.eq_ignore_ascii_case("basic").then(|| rest.trim().to_owned())
+    });
+    let Some(basic) = basic else {
+        return Ok((form.get("client_id").cloned(), form.get("client_secret").cloned()));
+    };
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(basic)
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .ok_or_else(|| oauth_err(401, "invalid_client", "Unauthorized"))?;
+    let (id, secret) = decoded.split_once(':').unwrap_or((&decoded, ""));
+    // RFC 6749 §2.3.1: both are form-urlencoded before joining.
+    let (id, secret) = (percent_decode(&id.replace('+', " ")), percent_decode(&secret.replace('+', " ")));
+    if form.get("client_id").is_some_and(|f| *f != id) {
+        return Err(oauth_err(401, "invalid_client", "Unauthorized"));
+    }
+    Ok((Some(id), (!secret.is_empty()).then_some(secret)))
+}
+
+fn token(st: &mut GoogleState, rec: &mut RecordedRequest) -> Reply {
+    let form: HashMap<String, String> = parse_query(&rec.text()).into_iter().collect();
+    let (client_id, client_secret) = match client_credentials(rec, &form) {
+        Ok(c) => c,
+        Err(e) => return e,
+    };
+    let Some(client_id) = client_id else {
+        return oauth_err(400, "invalid_request", "Could not determine client ID from request.");
+    };
+    if client_id != st.client_id {
         return oauth_err(401, "invalid_client", "The OAuth client was not found.");
+    }
+    let Some(client_secret) = client_secret else {
+        return oauth_err(400, "invalid_request", "client_secret is missing.");
+    };
+    if client_secret != st.client_secret {
+        return oauth_err(401, "invalid_client", "Unauthorized");
     }
     match form.get("grant_type").map(String::as_str) {
         Some("refresh_token") => {
             let Some(rt) = form.get("refresh_token") else {
                 return oauth_err(400, "invalid_request", "Missing required parameter: refresh_token");
             };
-            let Some(email) =
-                st.accounts.values().find(|a| &a.refresh_token == rt && !a.revoked).map(|a| a.email.clone())
+            let Some(email) = st
+                .accounts
+                .values()
+                .find(|a| a.refresh_tokens.contains(rt) && !a.revoked)
+                .map(|a| a.email.clone())
             else {
                 return oauth_err(400, "invalid_grant", "Token has been expired or revoked.");
             };
-            let scope = st.accounts.get(&email).map(|a| {
-                a.scopes
-                    .iter()
-                    .map(|s| {
-                        if s.contains(':') || ["openid", "email", "profile"].contains(&s.as_str()) {
-                            s.clone()
-                        } else {
-                            format!("{SCOPE_PREFIX}{s}")
-                        }
-                    })
-                    .collect::<Vec<_>>()
-                    .join(" ")
-            });
+            let scope = st.accounts.get(&email).map(|a| scope_string(&a.scopes));
             let ttl = st.token_ttl.as_secs();
             let access = st.issue_access(&email);
+            rec.account = Some(email);
             Reply::json(
                 200,
                 json!({"access_token": access, "expires_in": ttl, "scope": scope, "token_type": "Bearer"}),
             )
         }
-        // Authorization code + PKCE belongs to the onboarding issue: issued codes would be kept
-        // per account next to the refresh token.
-        Some("authorization_code") => {
-            oauth_err(400, "unsupported_grant_type", "authorization_code is not implemented by the fake yet")
-        }
+        Some("authorization_code") => exchange_code(st, rec, &form, &client_id),
         Some(_) => oauth_err(400, "unsupported_grant_type", "Invalid grant_type"),
         None => oauth_err(400, "invalid_request", "Missing required parameter: grant_type"),
     }
+}
+
+/// `grant_type=authorization_code`: the code must be known, unused, unexpired, issued to this
+/// client for this `redirect_uri`, and the verifier must hash to its challenge.
+fn exchange_code(
+    st: &mut GoogleState,
+    rec: &mut RecordedRequest,
+    form: &HashMap<String, String>,
+    client_id: &str,
+) -> Reply {
+    let Some(code) = form.get("code").filter(|c| !c.is_empty()) else {
+        return oauth_err(400, "invalid_request", "Missing required parameter: code");
+    };
+    let Some(redirect_uri) = form.get("redirect_uri").filter(|c| !c.is_empty()) else {
+        return oauth_err(400, "invalid_request", "Missing required parameter: redirect_uri");
+    };
+    let Some(c) = st.codes.get(code) else {
+        return oauth_err(400, "invalid_grant", "Malformed auth code.");
+    };
+    if c.used || c.expires <= Instant::now() || c.client_id != client_id {
+        return oauth_err(400, "invalid_grant", "Bad Request");
+    }
+    if c.redirect_uri != *redirect_uri {
+        return oauth_err(400, "redirect_uri_mismatch", "Bad Request");
+    }
+    let Some(verifier) = form.get("code_verifier").filter(|v| !v.is_empty()) else {
+        return oauth_err(400, "invalid_grant", "Missing code verifier.");
+    };
+    if URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes())) != c.challenge {
+        return oauth_err(400, "invalid_grant", "Invalid code verifier.");
+    }
+    let c = c.clone();
+    if let Some(stored) = st.codes.get_mut(code) {
+        stored.used = true;
+    }
+    let n = st.next();
+    let ttl = st.token_ttl.as_secs();
+    let Some(account) = st.accounts.get_mut(&c.email) else {
+        return oauth_err(400, "invalid_grant", "Account has been deleted");
+    };
+    if c.include_granted_scopes {
+        let mut scopes = account.scopes.clone();
+        scopes.extend(c.scopes.iter().filter(|s| !account.scopes.contains(s)).cloned());
+        account.scopes = scopes;
+    } else {
+        account.scopes = c.scopes.clone();
+    }
+    account.revoked = false;
+    let refresh = c.offline.then(|| {
+        let rt = format!("1//fake-refresh-{}", hex_id(n, 20));
+        account.refresh_tokens.push(rt.clone());
+        account.offline_granted = true;
+        rt
+    });
+    let scope = scope_string(&account.scopes);
+    let id_token = account
+        .scopes
+        .iter()
+        .any(|s| s == "openid")
+        .then(|| id_token(client_id, account, c.nonce.as_deref()));
+    let access = st.issue_access(&c.email);
+    rec.account = Some(c.email.clone());
+    let mut out = json!({"access_token": access, "expires_in": ttl, "scope": scope, "token_type": "Bearer"});
+    if let Some(rt) = refresh {
+        out["refresh_token"] = json!(rt);
+    }
+    if let Some(t) = id_token {
+        out["id_token"] = json!(t);
+    }
+    Reply::json(200, out)
 }
 
 // ------------------------------------------------------------------------------------------

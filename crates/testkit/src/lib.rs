@@ -4,4 +4,5 @@ pub mod fake_google;
 pub mod fake_llm;
 pub mod fake_notion;
 pub mod fake_s3;
+pub mod fake_smtp;
 pub mod process;

@@ -4,7 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
 
 #[path = "../common/mod.rs"]
-mod common;
+pub mod common;
 
 pub use common::{Gateway, Person};
 
