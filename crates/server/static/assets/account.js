@@ -31,26 +31,63 @@ export async function rotateToken(ctx, tokenInfo, { who = 'your' } = {}) {
   return r;
 }
 
+/** Starts Google consent again: the gateway answers the consent URL, the browser goes there. */
+async function connectGoogle(button, errorEl) {
+  button.disabled = true;
+  errorEl.hidden = true;
+  try {
+    const r = await api.post('/me/google/connect');
+    if (!r || !r.url) throw new Error('The gateway did not answer a Google sign-in address.');
+    window.location.assign(r.url);
+  } catch (e) {
+    errorEl.textContent = e.message;
+    errorEl.hidden = false;
+    button.disabled = false;
+  }
+}
+
 function connectionsSection(me) {
-  const google = me.connections && me.connections.google ? me.connections.google : null;
+  // GET /me: connections.google = {state: 'not_connected' | 'connected' | 'needs_reconnect', email?, reason?}
+  const google = (me.connections && me.connections.google) || { state: 'not_connected' };
   let status;
   let body;
-  if (!google) {
-    status = badge('revoked', 'Not connected');
-    body = h('p', { class: 'muted small' }, 'No Google account is connected to your agent, so it cannot read or write your Gmail, Calendar, Drive, Docs, Sheets or Contacts. Connecting an account is not offered by this gateway yet; your admin will send you a link when it is.');
-  } else if (google.status === 'connected') {
+  let label;
+  if (google.state === 'connected') {
     status = badge('done', 'Connected');
-    body = h('p', { class: 'muted small' }, google.email ? `Connected as ${google.email}.` : 'Connected.');
-  } else {
+    body = h('p', { class: 'muted small' }, google.email ? ['Connected as ', h('strong', { 'data-testid': 'google-email' }, google.email), '.'] : 'Connected.');
+    label = 'Reconnect Google';
+  } else if (google.state === 'needs_reconnect') {
     status = badge('failed', 'Needs reconnect');
-    body = h('p', { class: 'muted small' }, 'Google stopped accepting the connection. Reconnect it to keep your agent working.');
+    body = h(
+      'div',
+      null,
+      h('p', { class: 'muted small' }, `Google stopped accepting the connection${google.email ? ` of ${google.email}` : ''}, so your agent cannot use Gmail, Calendar, Drive, Docs, Sheets or Contacts. Reconnect it to keep your agent working.`),
+      google.reason ? h('p', { class: 'small', 'data-testid': 'google-reason' }, h('span', { class: 'muted' }, 'Reason: '), google.reason) : null,
+    );
+    label = 'Reconnect Google';
+  } else {
+    status = badge('revoked', 'Not connected');
+    body = h('p', { class: 'muted small' }, 'No Google account is connected to your agent, so it cannot read or write your Gmail, Calendar, Drive, Docs, Sheets or Contacts. Connecting takes you to Google to sign in with the account of your own address and consent; your agent still asks before every e-mail, event or edit.');
+    label = 'Connect Google';
   }
-  const reconnect = google && google.reconnectUrl ? h('a', { class: 'btn btn-small', href: google.reconnectUrl }, icon('link'), google.status === 'connected' ? 'Reconnect' : 'Connect again') : null;
+  const error = h('p', { class: 'form-error', role: 'alert', hidden: true, 'data-testid': 'google-connect-error' });
+  const connect = h('button', {
+    class: ['btn', 'btn-small', google.state === 'connected' ? null : 'btn-primary'],
+    type: 'button',
+    'data-testid': 'google-connect',
+    onclick: () => connectGoogle(connect, error),
+  }, icon('link'), label);
   return h(
     'section',
     { class: 'card', 'aria-labelledby': 'conn-title' },
     h('h2', { id: 'conn-title' }, 'Connected accounts'),
-    h('div', { class: 'conn-row', 'data-testid': 'google-connection' }, h('div', { class: 'conn-name' }, h('strong', null, 'Google'), h('span', { class: 'muted small' }, 'Gmail, Calendar, Drive, Docs, Sheets, Contacts'), body), status, reconnect),
+    h(
+      'div',
+      { class: 'conn-row', 'data-testid': 'google-connection', 'data-state': google.state },
+      h('div', { class: 'conn-name' }, h('strong', null, 'Google'), h('span', { class: 'muted small' }, 'Gmail, Calendar, Drive, Docs, Sheets, Contacts'), body, error),
+      status,
+      connect,
+    ),
     h('div', { class: 'conn-row' }, h('div', { class: 'conn-name' }, h('strong', null, 'Notion & Attio'), h('span', { class: 'muted small' }, 'Shared company workspace, set up by your admin')), badge('muted', 'Company-wide')),
   );
 }
