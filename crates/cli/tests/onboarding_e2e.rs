@@ -152,6 +152,19 @@ async fn invite_cli_to_ready_page_with_no_secret_in_the_logs() {
     assert!(!listed.contains("cgi_"), "{listed}");
     let invite_token = link.rsplit('/').next().unwrap().to_owned();
 
+    // Resend and revoke from the CLI (a second person).
+    let out = cli(&data, &["invite", "create", "bob@company.com", "--config", cfg]);
+    let bob_id = between(&out, "invite ", " ").unwrap().to_owned();
+    let bob_link = between(&out, "link: ", "\n").unwrap().to_owned();
+    let out = cli(&data, &["invite", "resend", &bob_id, "--config", cfg]);
+    let bob_link2 = between(&out, "link: ", "\n").unwrap().to_owned();
+    assert_ne!(bob_link, bob_link2);
+    assert_eq!(http.get(&bob_link).send().await.unwrap().status(), 404, "the old link died");
+    assert_eq!(http.get(&bob_link2).send().await.unwrap().status(), 200);
+    assert!(cli(&data, &["invite", "revoke", &bob_id]).contains("revoked"));
+    assert_eq!(http.get(&bob_link2).send().await.unwrap().status(), 410);
+    assert_eq!(smtp.wait_for(3, Duration::from_secs(10)).await.len(), 3);
+
     // A browser: the page, the button, Google's consent, the callback.
     let page = http.get(&link).send().await.unwrap().text().await.unwrap();
     assert!(page.contains("Connect Google"), "{page}");

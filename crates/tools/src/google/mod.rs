@@ -22,7 +22,7 @@ const SERVICE: &str = "Google";
 /// Refresh this long before the recorded expiry, so a token does not die in flight.
 const EXPIRY_MARGIN_MS: Millis = 60_000;
 
-pub(crate) const RECONNECT: &str = "Google access for this user was revoked or has expired: reconnect Google from the dashboard (Settings → Google → Reconnect), then try again";
+pub(crate) const RECONNECT: &str = "Google access for this user was revoked or has expired: reconnect Google on the dashboard (Account → Google → Reconnect Google), then try again";
 
 /// Which Google API (and so which real host) a request goes to.
 #[derive(Debug, Clone, Copy)]
