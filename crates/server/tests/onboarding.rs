@@ -192,6 +192,45 @@ impl Onb {
         resp.headers()["location"].to_str().unwrap().to_owned()
     }
 
+    /// The admin tells the orchestrator to onboard `email`; the proposal waits until the admin
+    /// says yes; then the invite e-mail goes out. Returns the link from the e-mail.
+    async fn invite_through_orchestrator(&self, email: &str, name: &str) -> String {
+        let (s, v) = self.call("POST", "/api/v1/sessions?agent=orchestrator", &self.admin, None).await;
+        assert_eq!(s, 201, "{v}");
+        let session = v["id"].as_str().unwrap().to_owned();
+        self.plan(
+            &session,
+            [
+                Step::tool_call("onboard_user", json!({"email": email.to_uppercase(), "name": name})),
+                Step::text("I prepared the invite."),
+            ],
+        );
+        let path = format!("/api/v1/sessions/{session}/messages?agent=orchestrator");
+        let mails_before = self.smtp.messages().len();
+        let invites_before = self.store.list_invites().await.unwrap().len();
+        let (s, v) =
+            self.call("POST", &path, &self.admin, Some(json!({"content": format!("Onboard {email}")}))).await;
+        assert_eq!(s, 200, "{v}");
+        let reply = v["reply"]["body"].as_str().unwrap();
+        assert!(reply.contains("invite a person and create their agent"), "{reply}");
+        assert!(reply.contains(&format!("**E-mail:** {email}")), "{reply}");
+        assert_eq!(self.smtp.messages().len(), mails_before, "nothing is sent before the admin approves");
+        assert_eq!(self.store.list_invites().await.unwrap().len(), invites_before);
+        let offered = self.llm.chat_requests().last().unwrap().tool_names();
+        assert!(offered.contains(&"onboard_user".to_owned()), "{offered:?}");
+
+        let (s, v) = self.call("POST", &path, &self.admin, Some(json!({"content": "yes"}))).await;
+        assert_eq!(s, 200, "{v}");
+        assert!(v["reply"]["body"].as_str().unwrap().contains("done"), "{v}");
+        let mail = self.smtp.wait_for(mails_before + 1, Duration::from_secs(10)).await;
+        let invite_mail = &mail[mails_before];
+        assert_eq!(invite_mail.to, [email]);
+        assert_eq!(invite_mail.subject.as_deref(), Some("Your crewgate assistant is ready to connect"));
+        let link = link_in(&invite_mail.body);
+        assert!(link.starts_with(&format!("{}/invite/cgi_", self.base)), "{link}");
+        link
+    }
+
     async fn invite_link(&self, email: &str) -> String {
         let (s, v) = self.call("POST", "/api/v1/invites", &self.admin, Some(json!({"email": email}))).await;
         assert_eq!(s, 201, "{v}");
@@ -243,36 +282,9 @@ async fn admin_onboards_alice_through_the_orchestrator() {
     o.google.add_account("bob@company.com");
     seed_mail(&o.google, "bob@company.com", "Only-for-Bob");
 
-    // The admin asks the orchestrator; its write waits for the admin's decision.
-    let (s, v) = o.call("POST", "/api/v1/sessions?agent=orchestrator", &o.admin, None).await;
-    assert_eq!(s, 201, "{v}");
-    let session = v["id"].as_str().unwrap().to_owned();
-    o.plan(
-        &session,
-        [
-            Step::tool_call("onboard_user", json!({"email": "Alice@Company.com", "name": "Alice Ng"})),
-            Step::text("I prepared the invite."),
-        ],
-    );
-    let path = format!("/api/v1/sessions/{session}/messages?agent=orchestrator");
-    let (s, v) = o.call("POST", &path, &o.admin, Some(json!({"content": "Onboard alice@company.com"}))).await;
-    assert_eq!(s, 200, "{v}");
-    let reply = v["reply"]["body"].as_str().unwrap();
-    assert!(reply.contains("invite a person and create their agent"), "{reply}");
-    assert!(reply.contains("**E-mail:** alice@company.com"), "{reply}");
-    assert!(o.smtp.messages().is_empty(), "nothing is sent before the admin approves");
-    assert!(o.store.list_invites().await.unwrap().is_empty());
-    // The orchestrator was offered its admin tools; a worker never is (checked below).
-    assert!(o.llm.chat_requests()[0].tool_names().contains(&"onboard_user".to_owned()));
-
-    let (s, v) = o.call("POST", &path, &o.admin, Some(json!({"content": "yes"}))).await;
-    assert_eq!(s, 200, "{v}");
-    assert!(v["reply"]["body"].as_str().unwrap().contains("done"), "{v}");
-    let mail = o.smtp.wait_for(1, Duration::from_secs(10)).await;
+    let link = o.invite_through_orchestrator(alice, "Alice Ng").await;
+    let mail = o.smtp.messages();
     assert_eq!(mail[0].to, [alice]);
-    assert_eq!(mail[0].subject.as_deref(), Some("Your crewgate assistant is ready to connect"));
-    let link = link_in(&mail[0].body);
-    assert!(link.starts_with(&format!("{}/invite/cgi_", o.base)), "{link}");
     let invites = o.store.list_invites().await.unwrap();
     assert_eq!((invites[0].email.as_str(), invites[0].agent_id.as_str()), (alice, "alice-company-com"));
     // Only the hash of the token is stored.
@@ -402,6 +414,18 @@ async fn join_with_admin_approval_only_asks_the_admin() {
     assert!(o.store.list_invites().await.unwrap().is_empty());
     let notices = o.notices().await;
     assert!(notices.iter().any(|n| n.contains("carol@company.com asked for an agent")), "{notices:?}");
+
+    // The admin answers through the orchestrator; Carol gets her link by e-mail and connects.
+    let carol = "carol@company.com";
+    o.google.add_account(carol);
+    o.google.sign_in_as(carol);
+    let link = o.invite_through_orchestrator(carol, "Carol").await;
+    let landing = o.accept(&link).await;
+    assert_eq!(landing.status, 200, "{}", landing.body);
+    let token = between(&landing.body, "data-testid=\"user-token\">", "<").unwrap().to_owned();
+    let (s, me) = o.call("GET", "/api/v1/me", &token, None).await;
+    assert_eq!((s, me["agent"]["id"].as_str()), (200, Some("carol-company-com")), "{me}");
+    assert!(o.notices().await.iter().any(|n| n.contains("carol@company.com connected Google")));
 }
 
 #[tokio::test]
@@ -652,4 +676,87 @@ async fn admin_invite_api_lists_resends_and_revokes() {
     assert!(resp.text().await.unwrap().contains("revoked"));
     let (_, list) = o.call("GET", "/api/v1/invites", &o.admin, None).await;
     assert_eq!(list[0]["status"], "revoked");
+}
+
+impl Onb {
+    /// One orchestrator turn in a fresh admin session that calls `tool` with `args`; returns the
+    /// session's message path and the turn's JSON.
+    async fn orchestrator_calls(&self, tool: &str, args: Value) -> (String, Value) {
+        let (_, v) = self.call("POST", "/api/v1/sessions?agent=orchestrator", &self.admin, None).await;
+        let session = v["id"].as_str().unwrap().to_owned();
+        self.plan(&session, [Step::tool_call(tool, args), Step::text("Done asking.")]);
+        let path = format!("/api/v1/sessions/{session}/messages?agent=orchestrator");
+        let (s, v) = self.call("POST", &path, &self.admin, Some(json!({"content": "please"}))).await;
+        assert_eq!(s, 200, "{v}");
+        (path, v)
+    }
+
+    async fn onboard(&self, email: &str) -> String {
+        self.google.add_account(email);
+        self.google.sign_in_as(email);
+        let link = self.invite_link(email).await;
+        let landing = self.accept(&link).await;
+        assert_eq!(landing.status, 200, "{}", landing.body);
+        between(&landing.body, "data-testid=\"user-token\">", "<").unwrap().to_owned()
+    }
+}
+
+#[tokio::test]
+async fn the_orchestrators_admin_tools_read_freely_and_write_only_after_the_admin_says_yes() {
+    let o = start(|_| {}).await;
+    let alice = "alice@company.com";
+    let token = o.onboard(alice).await;
+
+    // Reads run at once.
+    let (_, v) = o.orchestrator_calls("list_users", json!({})).await;
+    assert!(v["proposals"].as_array().is_none_or(Vec::is_empty), "{v}");
+    let result = &o.llm.chat_requests().last().unwrap().tool_results()[0].content;
+    assert!(result.contains(alice) && result.contains("alice-company-com"), "{result}");
+    o.orchestrator_calls("user_status", json!({"email": alice})).await;
+    let result = &o.llm.chat_requests().last().unwrap().tool_results()[0].content;
+    assert!(result.contains("\"connected\"") && result.contains("\"live_tokens\":1"), "{result}");
+
+    // Rotation: pending until approved; then the old token dies and the new link is e-mailed.
+    let mails = o.smtp.messages().len();
+    let (path, v) = o.orchestrator_calls("rotate_user_token", json!({"email": alice})).await;
+    assert_eq!(v["proposals"][0]["state"], "pending", "{v}");
+    assert_eq!(o.call("GET", "/api/v1/me", &token, None).await.0, 200, "nothing happened yet");
+    let (_, v) = o.call("POST", &path, &o.admin, Some(json!({"content": "yes"}))).await;
+    assert!(v["reply"]["body"].as_str().unwrap().contains("done"), "{v}");
+    assert_eq!(o.call("GET", "/api/v1/me", &token, None).await.0, 401);
+    let mail = o.smtp.wait_for(mails + 1, Duration::from_secs(10)).await;
+    let new_link =
+        mail[mails].body.split_whitespace().find(|w| w.contains("?token=cgu_")).unwrap().to_owned();
+    let new_token = new_link.split("token=").nth(1).unwrap().to_owned();
+    assert_eq!(o.call("GET", "/api/v1/me", &new_token, None).await.0, 200);
+    let results =
+        o.llm.chat_requests().iter().flat_map(|r| r.tool_results()).map(|t| t.content).collect::<Vec<_>>();
+    assert!(results.iter().all(|r| !r.contains(&new_token)), "the model never sees a token");
+
+    // Suspension: a "no" changes nothing; a "yes" locks the person out at once.
+    let (path, _) = o.orchestrator_calls("suspend_user", json!({"email": alice})).await;
+    let (_, v) = o.call("POST", &path, &o.admin, Some(json!({"content": "no"}))).await;
+    assert!(v["reply"]["body"].as_str().unwrap().contains("nothing was done"), "{v}");
+    assert_eq!(o.call("GET", "/api/v1/me", &new_token, None).await.0, 200);
+    let (path, _) = o.orchestrator_calls("suspend_user", json!({"email": alice})).await;
+    o.call("POST", &path, &o.admin, Some(json!({"content": "yes"}))).await;
+    assert_eq!(o.call("GET", "/api/v1/me", &new_token, None).await.0, 401);
+    let user = o.store.find_user_by_email(alice).await.unwrap().unwrap();
+    assert_eq!(user.status, crewgate_core::UserStatus::Suspended);
+
+    // Shared settings: new workers get only the chosen skills.
+    let (path, v) =
+        o.orchestrator_calls("update_shared_settings", json!({"worker_skills": ["notion"]})).await;
+    assert_eq!(v["proposals"][0]["state"], "pending", "{v}");
+    o.call("POST", &path, &o.admin, Some(json!({"content": "yes"}))).await;
+    o.onboard("bob@company.com").await;
+    let bob = o.store.get_agent(&AgentId::parse("bob-company-com").unwrap()).await.unwrap().unwrap();
+    assert_eq!(bob.settings["skills"], json!(["notion"]));
+    let alice_agent =
+        o.store.get_agent(&AgentId::parse("alice-company-com").unwrap()).await.unwrap().unwrap();
+    assert!(alice_agent.settings.get("skills").is_none(), "existing workers are unchanged");
+
+    // A member's own agent is never offered these tools, and cannot make the orchestrator act.
+    let (s, _) = o.call("POST", "/api/v1/sessions?agent=orchestrator", &token, None).await;
+    assert_eq!(s, 401, "a rotated token");
 }
