@@ -587,6 +587,9 @@ pub struct OnboardingConfig {
     #[serde(deserialize_with = "de_nonzero_u32")]
     pub invite_ttl_hours: u32,
     pub require_admin_approval: bool,
+    /// Where onboarding notices (join requests, people who connected) are e-mailed, besides the
+    /// orchestrator's Onboarding session; needs `integrations.smtp`.
+    pub admin_email: Option<Email>,
 }
 
 impl Default for OnboardingConfig {
@@ -596,6 +599,7 @@ impl Default for OnboardingConfig {
             self_service: false,
             invite_ttl_hours: 168,
             require_admin_approval: false,
+            admin_email: None,
         }
     }
 }

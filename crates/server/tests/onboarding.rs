@@ -406,7 +406,11 @@ async fn self_service_join_issues_an_invite_and_onboards_bob() {
 
 #[tokio::test]
 async fn join_with_admin_approval_only_asks_the_admin() {
-    let o = start(|s| s.require_admin_approval = true).await;
+    let o = start(|s| {
+        s.require_admin_approval = true;
+        s.admin_email = Some("it@company.com".into());
+    })
+    .await;
     let resp =
         o.http.post(format!("{}/join", o.base)).form(&[("email", "carol@company.com")]).send().await.unwrap();
     let page = resp.text().await.unwrap();
@@ -414,6 +418,9 @@ async fn join_with_admin_approval_only_asks_the_admin() {
     assert!(o.store.list_invites().await.unwrap().is_empty());
     let notices = o.notices().await;
     assert!(notices.iter().any(|n| n.contains("carol@company.com asked for an agent")), "{notices:?}");
+    let mail = o.smtp.wait_for(1, Duration::from_secs(10)).await;
+    assert_eq!(mail[0].to, ["it@company.com"]);
+    assert!(mail[0].body.contains("carol@company.com asked for an agent"), "{}", mail[0].body);
 
     // The admin answers through the orchestrator; Carol gets her link by e-mail and connects.
     let carol = "carol@company.com";

@@ -21,6 +21,7 @@ pub fn onboarding(cfg: Option<&Config>, public_url: &str) -> Result<Onboarding> 
     s.self_service = o.self_service;
     s.invite_ttl = o.invite_ttl();
     s.require_admin_approval = o.require_admin_approval;
+    s.admin_email = o.admin_email.as_ref().map(|e| e.as_str().to_owned());
     let google = &cfg.integrations.google;
     let gog = cfg.skills.installed.gog.as_ref().filter(|g| g.enabled);
     let client_id = gog.and_then(|g| g.config.client_id.clone()).filter(|c| !c.trim().is_empty());

@@ -52,6 +52,8 @@ pub struct OnboardingSettings {
     pub self_service: bool,
     pub invite_ttl: Duration,
     pub require_admin_approval: bool,
+    /// Onboarding notices are also e-mailed here (when a mailer is configured).
+    pub admin_email: Option<String>,
     /// Skills a new worker may use (its `skills` setting).
     pub worker_skills: Vec<String>,
 }
@@ -65,6 +67,7 @@ impl Default for OnboardingSettings {
             self_service: false,
             invite_ttl: Duration::from_secs(168 * 3600),
             require_admin_approval: false,
+            admin_email: None,
             worker_skills: Vec::new(),
         }
     }
@@ -669,7 +672,7 @@ impl Onboarding {
 
     /// A person's request on `/join`.
     pub async fn join(&self, store: &dyn Store, email: &str) -> Result<JoinOutcome, OnboardingError> {
-        if !self.settings.self_service || self.settings.allowed_domains.is_empty() {
+        if !self.self_service_open() {
             return Err(OnboardingError::SelfServiceOff);
         }
         let email = lower(email);
@@ -718,8 +721,21 @@ impl Onboarding {
         Ok(JoinOutcome::Invited(Box::new(issued)))
     }
 
-    /// A notice in the orchestrator's "Onboarding" session (the admin reads it on the dashboard).
+    /// Whether `/join` is open: self-service on, and either restricted to allowed domains or
+    /// every request going to the admin first.
+    pub fn self_service_open(&self) -> bool {
+        let s = &self.settings;
+        s.self_service && (!s.allowed_domains.is_empty() || s.require_admin_approval)
+    }
+
+    /// A notice in the orchestrator's "Onboarding" session (the admin reads it on the dashboard),
+    /// and by e-mail to `onboarding.adminEmail` when set.
     pub async fn notify_admin(&self, store: &dyn Store, text: &str) {
+        if let (Some(mailer), Some(to)) = (&self.mailer, &self.settings.admin_email)
+            && let Err(e) = mailer.send(to, "crewgate onboarding", &format!("{text}\n")).await
+        {
+            tracing::warn!(error = %e, "the onboarding notice could not be e-mailed to the admin");
+        }
         let Ok(orchestrator) = AgentId::parse(ORCHESTRATOR) else { return };
         let result = async {
             let session = store.session_for_key(&orchestrator, NOTICE_SESSION_KEY, "Onboarding").await?;

@@ -188,8 +188,7 @@ pub(crate) async fn oauth_callback(
 }
 
 pub(crate) async fn join_page(State(state): State<AppState>) -> Response {
-    let s = state.onboarding.settings();
-    if !s.self_service || s.allowed_domains.is_empty() {
+    if !state.onboarding.self_service_open() {
         return refusal(&OnboardingError::SelfServiceOff);
     }
     pages::join(None)
