@@ -514,7 +514,10 @@ impl S3Target {
         }
         let prefix = self.prefix.trim_start_matches('/');
         // Already in canonical order and encoding (SigV4 signs the query as sent).
-        url.set_query(Some(&format!("list-type=2&max-keys=1&prefix={}", uri_encode(prefix))));
+        url.set_query(Some(&format!(
+            "list-type=2&max-keys=1&prefix={}",
+            crewgate_core::url::percent_encode(prefix)
+        )));
         Ok(url)
     }
 
@@ -615,20 +618,6 @@ fn xml_code(body: &str) -> Option<String> {
     let start = body.find("<Code>")? + "<Code>".len();
     let len = body[start..].find("</Code>")?;
     Some(body[start..start + len].trim().to_owned())
-}
-
-/// RFC 3986 percent-encoding of everything but unreserved characters (SigV4's `UriEncode`, with
-/// `/` encoded: it is used for query values).
-fn uri_encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
 
 fn hmac_sha256(key: &[u8], data: &[u8]) -> Result<Vec<u8>> {

@@ -8,6 +8,7 @@ pub mod principal;
 pub mod proposal;
 pub mod time;
 pub mod token;
+pub mod url;
 
 pub use ids::{AgentId, IdError, UserId, agent_id_from_email};
 pub use keys::{
