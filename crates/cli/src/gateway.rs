@@ -107,6 +107,8 @@ pub async fn run(args: GatewayArgs) -> Result<()> {
         runtime_settings(config.as_ref()),
         tools,
     ));
+    // Agents may message each other and run background tasks (the runtime's own tools).
+    runtime.enable_inter_agent();
     // Settle writes a previous process left half-done before anything new can start.
     let recovered = runtime.recover_proposals().await.context("recovering interrupted proposals")?;
     if recovered != crewgate_runtime::RecoveryReport::default() {

@@ -29,6 +29,10 @@ pub enum RuntimeError {
         "the agent used all {0} model calls of this turn without a final answer; ask again or simplify the request"
     )]
     StepLimit(u32),
+    #[error(
+        "this chain of agent work used all {0} model calls it may make (across agents and background tasks) and was stopped; ask again, perhaps with a narrower request"
+    )]
+    TraceStepLimit(u32),
     #[error("the store failed: {0}")]
     Store(#[from] StoreError),
     /// A task the turn waited for (a proposal being stored or run) panicked or was cancelled.
@@ -46,6 +50,7 @@ impl RuntimeError {
             RuntimeError::Llm(_) => "llm_error",
             RuntimeError::TurnTimeout(_) => "turn_timeout",
             RuntimeError::StepLimit(_) => "step_limit",
+            RuntimeError::TraceStepLimit(_) => "trace_step_limit",
             RuntimeError::Store(StoreError::NotFound(_)) => "not_found",
             RuntimeError::Store(_) => "store_unavailable",
             RuntimeError::Task(_) => "internal",

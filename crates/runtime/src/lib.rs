@@ -7,6 +7,7 @@
 //! step limit and a wall-clock limit. Turns of one session run one at a time; sessions run
 //! concurrently. See `README.md` for the invariants.
 
+pub mod agents;
 pub mod approvals;
 mod error;
 mod events;
@@ -17,6 +18,7 @@ mod time;
 pub mod tools;
 mod turn;
 
+pub use agents::{InterAgentError, InterAgentSettings, RunInfo, RunKind, RunStatus, Trace};
 pub use approvals::{
     ApprovalError, ApprovalSettings, Autonomy, DecisionRequest, GrantRequest, RecoveryReport, Sender,
 };
@@ -55,6 +57,8 @@ pub struct Runtime {
     locks: Arc<SessionLocks>,
     bus: Arc<SessionBus>,
     gate: Arc<approvals::Gate>,
+    /// Inter-agent messaging and background runs (see `agents`).
+    agents: Arc<agents::Hub>,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -68,7 +72,12 @@ impl std::fmt::Debug for Runtime {
 }
 
 impl Runtime {
-    pub fn new(store: Arc<dyn Store>, settings: RuntimeSettings, tools: ToolRegistry) -> Self {
+    /// Registers the inter-agent tools (`sessions_send`, `broadcast`, `sessions_spawn`, …) in
+    /// `tools`; they are offered only once [`Runtime::enable_inter_agent`] ran (or use
+    /// [`Runtime::shared`]).
+    pub fn new(store: Arc<dyn Store>, settings: RuntimeSettings, mut tools: ToolRegistry) -> Self {
+        let agents = Arc::new(agents::Hub::new(settings.inter_agent.clone()));
+        agents::register_tools(&mut tools, &agents);
         let llm = LlmClient::new(settings.llm.clone()).map_err(|e| e.report());
         if let Err(e) = &llm {
             tracing::error!(error = %e, "the LLM client cannot be built; chat turns will fail");
@@ -83,7 +92,7 @@ impl Runtime {
             settings.approvals.clone(),
             settings.tool_timeout,
         ));
-        Self { store, settings, llm, tools, locks, bus, gate }
+        Self { store, settings, llm, tools, locks, bus, gate, agents }
     }
 
     /// Default settings (RedPill, no key) and the built-in tools.

@@ -1,5 +1,6 @@
 //! [`RuntimeSettings`]: what the CLI fills from the config file (`llm.*`) plus the loop's limits.
 
+use crate::agents::InterAgentSettings;
 use crate::approvals::ApprovalSettings;
 use crewgate_llm::LlmSettings;
 use std::time::Duration;
@@ -29,6 +30,8 @@ pub struct RuntimeSettings {
     pub max_message_chars: usize,
     /// The approval gate: proposal lifetime, who decides, autonomy of config agents.
     pub approvals: ApprovalSettings,
+    /// Inter-agent limits: hops, spawn depth and concurrency, steps per trace, reply wait.
+    pub inter_agent: InterAgentSettings,
 }
 
 impl Default for RuntimeSettings {
@@ -44,6 +47,7 @@ impl Default for RuntimeSettings {
             max_tool_result_chars: 8_000,
             max_message_chars: 32_000,
             approvals: ApprovalSettings::default(),
+            inter_agent: InterAgentSettings::default(),
         }
     }
 }

@@ -33,6 +33,9 @@ pub struct TurnRequest {
     /// proposal (and only if they are the agent's owner, or an admin when allowed); `None`
     /// (other agents, internal callers) never decides anything.
     pub sender: Option<Sender>,
+    /// Set for a turn caused by another agent or a background run: the chain it continues. Such
+    /// a turn never has a sender (nothing in it can decide a proposal).
+    pub(crate) trace: Option<crate::agents::Trace>,
 }
 
 impl TurnRequest {
@@ -44,6 +47,7 @@ impl TurnRequest {
             turn_id: None,
             events: None,
             sender: None,
+            trace: None,
         }
     }
 
@@ -219,15 +223,21 @@ impl Runtime {
         *started = true;
         let (s, t) = emitter.ids();
         emitter.emit(TurnEvent::TurnStarted { session: s, turn: t });
+        // A turn another agent (or a background run) caused continues its chain and has no
+        // sender; a person's turn starts a chain named after itself.
+        let (sender, trace) = match req.trace {
+            Some(trace) => (None, trace),
+            None => (req.sender, crate::agents::Trace::root(turn)),
+        };
         let tool_ctx = ToolContext {
             agent: agent.clone(),
             session_id: session.id.clone(),
             store: self.store.clone(),
             idempotency_key: None,
+            trace,
         };
         let tools = self.tools.available_to(&agent, self.store.as_ref()).await?;
         let ctx = TurnContext { llm, model, tool_ctx, tools, emitter, gate: Mutex::new(TurnGate::default()) };
-        let sender = req.sender;
         let mut usage = TurnUsage::default();
         let mut stored = Vec::new();
         let limit = self.settings.turn_timeout;
@@ -335,6 +345,7 @@ impl Runtime {
                 // On the last step the model must answer in words.
                 req.tool_choice = last.then_some(ToolChoice::None);
             }
+            self.agents.charge_step(&ctx.tool_ctx.trace)?;
             let answer = self.call_model(ctx, &req).await?;
             usage.llm_calls += 1;
             if let Some(u) = answer.usage {
@@ -464,7 +475,7 @@ impl Runtime {
                 )
             }
         };
-        self.gate.audit_tool_call(&ctx.tool_ctx.agent, name, &call.id, effect, ok).await;
+        self.gate.audit_tool_call(&ctx.tool_ctx, name, &call.id, effect, ok).await;
         (ok, text)
     }
 
@@ -493,6 +504,9 @@ impl Runtime {
         if let Err(why) = tool.validate(&args) {
             return (false, format!("error: {why}; nothing was run"));
         }
+        if let Err(why) = tool.admit(&ctx.tool_ctx, &args).await {
+            return (false, format!("error: {why}"));
+        }
         if write {
             // A write never runs from the model's call: it becomes a proposal.
             return self.propose_write(ctx, &tool, args).await;
@@ -515,7 +529,8 @@ impl Runtime {
         args: Value,
     ) -> (bool, String) {
         let verb = tool.describe_write(&args).verb;
-        let proposed = match self.gate.propose(&ctx.tool_ctx, tool, args, &ctx.emitter.turn).await {
+        let trace = ctx.tool_ctx.trace.encode();
+        let proposed = match self.gate.propose(&ctx.tool_ctx, tool, args, &trace).await {
             Ok(p) => p,
             Err(e) => {
                 tracing::error!(agent = %ctx.tool_ctx.agent.id, error = %e, "a proposal could not be stored");

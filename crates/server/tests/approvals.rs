@@ -176,6 +176,8 @@ async fn every_write_tool_waits_for_approval_then_runs_once() {
             .manifests()
             .into_iter()
             .filter(|m| m.effect == crewgate_runtime::Effect::Write)
+            // The runtime's own inter-agent writes have their own tests (tests/inter_agent.rs).
+            .filter(|m| !crewgate_runtime::agents::TOOL_NAMES.contains(&m.name.as_str()))
             .map(|m| m.name.clone())
             .collect();
     all.sort();

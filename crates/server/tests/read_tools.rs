@@ -963,7 +963,7 @@ async fn invalid_grant_shows_as_needs_reconnect_in_me_for_that_user_only() {
     assert_eq!(form["grant_type"], "refresh_token");
     assert_eq!(form["refresh_token"], refresh_token, "Alice's own refresh token");
     assert!(ran.content.starts_with("error: "), "{}", ran.content);
-    assert!(ran.content.contains("reconnect Google from the dashboard"), "{}", ran.content);
+    assert!(ran.content.contains("reconnect Google on the dashboard"), "{}", ran.content);
 
     assert_eq!(
         me(&w, &alice).await["connections"],
@@ -982,7 +982,7 @@ async fn invalid_grant_shows_as_needs_reconnect_in_me_for_that_user_only() {
     // Marked: the next call is refused without reaching Google, with the same advice.
     let again = run(&w, &alice, Fake::Google, "gmail_search", json!({"query": "hello"})).await;
     assert!(again.requests.is_empty(), "{:?}", again.lines());
-    assert!(again.content.contains("reconnect Google from the dashboard"), "{}", again.content);
+    assert!(again.content.contains("reconnect Google on the dashboard"), "{}", again.content);
 
     // Bob's expired access token is refreshed with his own refresh token; he stays connected.
     let bob_before = stored_google(&w, &bob).await;

@@ -249,11 +249,21 @@ fn result_text(p: &Proposal, key: &str) -> Option<String> {
     })
 }
 
+/// Longest tool-provided outcome text shown to the person.
+const OUTCOME_TEXT_CHARS: usize = 8_000;
+
 /// One line for the person about a proposal that reached its end (or could not be decided).
 pub(crate) fn outcome_text(p: &Proposal) -> String {
     let what = format!("#{} {}", p.number, title(p));
     match p.state {
         ProposalState::Done => {
+            // A tool may give the person a text of its own in `output.outcome` (e.g. another
+            // agent's reply): shown in full, not as a cut JSON excerpt.
+            if let Some(text) =
+                p.result.as_ref().and_then(|r| r.pointer("/output/outcome")).and_then(Value::as_str)
+            {
+                return format!("✅ {what}: done.\n\n{}", prompt::excerpt(text, OUTCOME_TEXT_CHARS));
+            }
             let output = result_text(p, "output").map(|o| format!(" ({})", prompt::excerpt(&o, 200)));
             format!("✅ {what}: done{}.", output.unwrap_or_default())
         }
@@ -338,6 +348,9 @@ impl Gate {
             o.insert("proposal".into(), json!(p.id));
             o.insert("number".into(), json!(p.number));
             o.insert("tool".into(), json!(p.tool));
+            if let Some(trace) = &p.trace_id {
+                o.insert("trace".into(), json!(crate::agents::Trace::decode(trace).id));
+            }
         }
         self.audit(actor, p.owner_id.as_ref(), &p.agent_id, action, detail).await
     }
@@ -345,13 +358,14 @@ impl Gate {
     /// Records a tool call of the model (arguments are not copied into the log).
     pub(crate) async fn audit_tool_call(
         &self,
-        agent: &Agent,
+        ctx: &ToolContext,
         tool: &str,
         call_id: &str,
         effect: &str,
         ok: bool,
     ) {
-        let detail = json!({"tool": tool, "call": call_id, "effect": effect, "ok": ok});
+        let agent = &ctx.agent;
+        let detail = json!({"tool": tool, "call": call_id, "effect": effect, "ok": ok, "trace": ctx.trace.id, "hop": ctx.trace.hop});
         if let Err(e) = self
             .audit(&format!("agent:{}", agent.id), agent.owner.as_ref(), &agent.id, "tool.call", detail)
             .await
@@ -731,6 +745,8 @@ impl Gate {
             session_id: p.session_id.clone().unwrap_or_default(),
             store: self.store.clone(),
             idempotency_key: Some(p.idempotency_key.clone()),
+            // The chain the write was proposed in continues where it was.
+            trace: crate::agents::Trace::decode(p.trace_id.as_deref().unwrap_or(&p.id)),
         }
     }
 

@@ -49,6 +49,8 @@ pub struct ToolContext {
     /// Set for an approved write: derived from its proposal, the same on every attempt, so the
     /// service can deduplicate and crash recovery can look the write up.
     pub idempotency_key: Option<String>,
+    /// The chain of agent work this call belongs to (inter-agent loop protection).
+    pub trace: crate::agents::Trace,
 }
 
 impl std::fmt::Debug for ToolContext {
@@ -57,6 +59,7 @@ impl std::fmt::Debug for ToolContext {
             .field("agent", &self.agent.id)
             .field("session", &self.session_id)
             .field("idempotency_key", &self.idempotency_key)
+            .field("trace", &self.trace)
             .finish()
     }
 }
@@ -166,6 +169,19 @@ pub trait Tool: Send + Sync {
     fn needs(&self) -> ToolNeeds {
         ToolNeeds::default()
     }
+
+    /// Whether `agent` is offered this tool at all (e.g. `broadcast`: the orchestrator only).
+    /// Default: yes.
+    fn offered_to(&self, _agent: &Agent) -> bool {
+        true
+    }
+
+    /// Checked after [`Tool::validate`] and before the call runs or becomes a proposal; `Err`
+    /// is the message for the model and nothing is stored or run (e.g. a message to an agent
+    /// the caller may not reach). Default: admitted.
+    async fn admit(&self, _ctx: &ToolContext, _args: &Value) -> Result<(), String> {
+        Ok(())
+    }
 }
 
 /// The tools an agent may call, by name.
@@ -233,8 +249,9 @@ impl ToolRegistry {
         self.tools.values().map(|t| t.manifest()).collect()
     }
 
-    /// The tools `agent` is offered: those whose skill its `skills` setting allows (absent: every
-    /// registered skill) and whose owner secret (e.g. the Google connection) is stored.
+    /// The tools `agent` is offered: those that offer themselves to it ([`Tool::offered_to`]),
+    /// whose skill its `skills` setting allows (absent: every registered skill) and whose owner
+    /// secret (e.g. the Google connection) is stored.
     pub async fn available_to(&self, agent: &Agent, store: &dyn Store) -> Result<ToolRegistry, StoreError> {
         let allowed: Option<Vec<&str>> = agent
             .settings
@@ -244,6 +261,9 @@ impl ToolRegistry {
         let mut secrets: BTreeMap<&'static str, bool> = BTreeMap::new();
         let mut out = ToolRegistry::new();
         for (name, tool) in &self.tools {
+            if !tool.offered_to(agent) {
+                continue;
+            }
             let needs = tool.needs();
             if needs.orchestrator_only && agent.kind != crewgate_core::AgentKind::Orchestrator {
                 continue;
