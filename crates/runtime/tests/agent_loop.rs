@@ -268,7 +268,7 @@ async fn write_tools_never_run_and_bad_calls_are_explained_to_the_model() {
     assert!(results[1].content.contains("there is no tool \"no_such_tool\""), "{}", results[1].content);
     assert!(results[2].content.contains("not valid JSON"), "{}", results[2].content);
     assert!(
-        results[3].content.contains("arguments.days must be of type \"integer\""),
+        results[3].content.contains("arguments.days must be an integer (got a string)"),
         "{}",
         results[3].content
     );

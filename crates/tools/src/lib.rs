@@ -33,6 +33,8 @@ use serde_json::Value;
 
 pub use credentials::{CredentialError, GoogleCredentials, GoogleToken, InMemoryGoogleCredentials};
 pub use error::ToolError;
+/// Checks model-supplied arguments against a manifest's JSON Schema (the subset manifests use).
+pub use schema::validate as validate_arguments;
 pub use spec::{Credential, Effect, Skill, ToolSpec, spec, specs};
 pub use summary::{WriteSummary, summarize};
 

@@ -1,5 +1,5 @@
 //! Client-side request spacing. We stay under an API's documented rate instead of learning it
-//! from 429s: each request takes the next free slot `1/rate` after the previous one. No burst
+//! from 429s: each request leaves at least `1/rate` after the previous one. No burst
 //! allowance on purpose: network jitter can bunch requests together on arrival, and a server
 //! bucket tolerates a little bunching only if we never spend its burst ourselves.
 
@@ -20,16 +20,22 @@ impl RateLimiter {
         Self { interval: Duration::from_secs_f64(1.0 / rate), next: Mutex::new(Instant::now()) }
     }
 
-    /// Waits for this request's slot.
+    /// Waits for this request's slot. The slot is taken when the request actually leaves, not
+    /// booked ahead: a stalled process then resumes one request per interval instead of releasing
+    /// every booked request at once.
     pub(crate) async fn acquire(&self) {
-        let at = {
-            let mut next = self.next.lock().await;
-            let now = Instant::now();
-            let at = (*next).max(now);
-            *next = at + self.interval;
-            at
-        };
-        tokio::time::sleep_until(at).await;
+        loop {
+            let free_at = {
+                let mut next = self.next.lock().await;
+                let now = Instant::now();
+                if now >= *next {
+                    *next = now + self.interval;
+                    return;
+                }
+                *next
+            };
+            tokio::time::sleep_until(free_at).await;
+        }
     }
 
     /// After a 429: nobody sends before `until`.

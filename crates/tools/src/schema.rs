@@ -34,10 +34,19 @@ pub fn validate(schema: &Value, value: &Value) -> Result<(), String> {
 
 fn check(schema: &Value, value: &Value, path: &str) -> Result<(), String> {
     let Some(schema) = schema.as_object() else { return Ok(()) };
-    if let Some(t) = schema.get("type").and_then(Value::as_str)
-        && !type_matches(t, value)
-    {
-        return Err(format!("{path} must be {} (got {})", article(t), type_name(value)));
+    match schema.get("type") {
+        Some(Value::String(t)) if !type_matches(t, value) => {
+            return Err(format!("{path} must be {} (got {})", article(t), type_name(value)));
+        }
+        // `["string", "null"]`: any one of them.
+        Some(Value::Array(types)) => {
+            let names: Vec<&str> = types.iter().filter_map(Value::as_str).collect();
+            if !names.is_empty() && !names.iter().any(|t| type_matches(t, value)) {
+                let wanted: Vec<String> = names.iter().map(|t| article(t)).collect();
+                return Err(format!("{path} must be {} (got {})", wanted.join(" or "), type_name(value)));
+            }
+        }
+        _ => {}
     }
     if let Some(Value::Array(options)) = schema.get("anyOf") {
         let mut reasons = Vec::new();
@@ -288,6 +297,18 @@ mod tests {
         assert!(e.contains("at most 5"), "{e}");
         assert!(validate(&schema, &json!({})).unwrap_err().contains("required property \"to\""));
         assert!(validate(&schema, &json!("x")).unwrap_err().contains("must be an object"));
+    }
+
+    #[test]
+    fn a_list_of_types_accepts_any_of_them() {
+        let schema = json!({"type": ["string", "null"], "maxLength": 2});
+        assert!(validate(&schema, &json!("ab")).is_ok());
+        assert!(validate(&schema, &Value::Null).is_ok());
+        assert_eq!(
+            validate(&schema, &json!(3)).unwrap_err(),
+            "arguments must be a string or a null (got a number)"
+        );
+        assert!(validate(&schema, &json!("abc")).unwrap_err().contains("at most 2 characters"));
     }
 
     #[test]

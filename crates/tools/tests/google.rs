@@ -643,7 +643,7 @@ async fn invalid_grant_marks_needs_reconnect() {
     g.revoke(ALICE);
     let err = google_toolbox(&g).call("gmail_search", &json!({"query": "x"}), &ctx(&c)).await.unwrap_err();
     assert!(matches!(err, ToolError::NeedsReconnect(_)), "{err:?}");
-    assert!(err.to_string().contains("reconnect Google from the dashboard"), "{err}");
+    assert!(err.to_string().contains("reconnect Google on the dashboard"), "{err}");
     assert_eq!(c.needs_reconnect().as_deref(), Some("Token has been expired or revoked."));
     let reqs = g.requests();
     assert_eq!(reqs.last().unwrap().line(), "POST /token");

@@ -6,10 +6,9 @@
 
 mod builtin;
 pub mod external;
-mod schema;
 
 pub use builtin::{CurrentTime, ListMySessions, StaticTool};
-pub use schema::validate_arguments;
+pub use crewgate_tools::validate_arguments;
 
 use async_trait::async_trait;
 use crewgate_core::Agent;
