@@ -1,8 +1,11 @@
 // Test harness: the real gateway binary on 127.0.0.1 with a temp data dir, the scripted fake LLM
 // (crates/testkit `fake-llm`), optionally the fake Notion (crates/testkit `fake-notion`) behind the
-// gateway's Notion tools, people created through the public admin API, and headless Chromium.
+// gateway's Notion tools and the fake Google (crates/testkit `fake-google`: OAuth + Gmail & co.)
+// behind Google sign-in and the Google tools, people created through the public admin API, and
+// headless Chromium.
 
 import { spawn } from 'node:child_process';
+import net from 'node:net';
 import { mkdtemp, mkdir, rm, writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -84,6 +87,26 @@ function stopProcess(child, signal = 'SIGTERM') {
   });
 }
 
+/** A free loopback port, for a gateway whose public URL must be known before it starts. */
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.unref();
+    srv.on('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address();
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+/** POSTs JSON to a fake's control API; resolves with the parsed answer. */
+async function control(url, body, what) {
+  const r = await fetch(url, { method: body === undefined ? 'GET' : 'POST', headers: { 'Content-Type': 'application/json' }, body: body === undefined ? undefined : JSON.stringify(body) });
+  if (!r.ok) throw new Error(`${what}: ${r.status} ${await r.text()}`);
+  return r.json();
+}
+
 /** The first stdout line that is JSON with a `baseUrl` (how the fakes announce themselves). */
 function jsonReady(line) {
   try {
@@ -99,8 +122,13 @@ function jsonReady(line) {
  * people: e-mail addresses to create worker agents (and user tokens) for.
  * notion: page titles to seed in a fake Notion shared with the integration; when given, the
  *   gateway offers the Notion tools (company key, `integrations.notion.apiBase` at the fake).
+ * google: `{accounts: [email], signIn: email?, allowedDomains: [domain]?}`; when given, a fake
+ *   Google runs with those accounts and the gateway gets Google sign-in and the Google tools
+ *   (`skills.installed["steipete/gog"]` with the fake's client, `integrations.google` at the
+ *   fake, `onboarding.allowedDomains`), and `gateway.publicUrl` is the gateway's own address (its
+ *   port chosen up front, as the OAuth redirect URI must be registered at the fake).
  */
-export async function startStack({ people = [], notion = null } = {}) {
+export async function startStack({ people = [], notion = null, google = null } = {}) {
   const dir = await mkdtemp(path.join(tmpdir(), 'crewgate-e2e-'));
   const fakes = [];
   const stopFakes = async () => {
@@ -112,6 +140,8 @@ export async function startStack({ people = [], notion = null } = {}) {
   let gw;
   let llmProc;
   let notionProc = null;
+  let googleProc = null;
+  let bind = '127.0.0.1:0';
   const config = path.join(dir, 'crewgate.jsonc');
   try {
     llmProc = await startProcess(binary('FAKE_LLM_BIN', 'target/debug/fake-llm'), ['--api-key', 'sk-e2e', '--chunk-delay-ms', '15'], {
@@ -128,14 +158,35 @@ export async function startStack({ people = [], notion = null } = {}) {
       cfg.skills = { installed: { notion: { enabled: true, config: { apiKey: '${E2E_NOTION_KEY}' } } } };
       cfg.integrations = { notion: { apiBase: notionProc.value.baseUrl } };
     }
+    if (google) {
+      const port = await freePort();
+      bind = `127.0.0.1:${port}`;
+      const publicUrl = `http://${bind}`;
+      const args = ['--redirect-uri', `${publicUrl}/oauth/google/callback`];
+      for (const a of google.accounts || []) args.push('--account', a);
+      if (google.signIn) args.push('--sign-in', google.signIn);
+      googleProc = await startProcess(binary('FAKE_GOOGLE_BIN', 'target/debug/fake-google'), args, { name: 'fake-google', ready: jsonReady });
+      fakes.push(googleProc);
+      const g = googleProc.value;
+      cfg.gateway = { publicUrl };
+      cfg.skills = cfg.skills || { installed: {} };
+      cfg.skills.installed['steipete/gog'] = { enabled: true, config: { clientId: g.clientId, clientSecret: '${E2E_GOOGLE_SECRET}' } };
+      cfg.integrations = { ...(cfg.integrations || {}), google: { apiBase: g.baseUrl, authUrl: g.authUrl, tokenUrl: g.tokenUrl } };
+      cfg.onboarding = { allowedDomains: google.allowedDomains || ['company.com'] };
+    }
     await writeFile(config, JSON.stringify(cfg, null, 2));
     await mkdir(path.join(dir, 'data'));
     gw = await startProcess(
       binary('CREWGATE_BIN', 'target/debug/crewgate'),
-      ['gateway', '--data-dir', path.join(dir, 'data'), '--config', config, '--bind', '127.0.0.1:0'],
+      ['gateway', '--data-dir', path.join(dir, 'data'), '--config', config, '--bind', bind],
       {
         name: 'crewgate gateway',
-        env: { E2E_LLM_KEY: 'sk-e2e', E2E_NOTION_KEY: notionProc ? notionProc.value.token : '', RUST_LOG: process.env.RUST_LOG || 'warn' },
+        env: {
+          E2E_LLM_KEY: 'sk-e2e',
+          E2E_NOTION_KEY: notionProc ? notionProc.value.token : '',
+          E2E_GOOGLE_SECRET: googleProc ? googleProc.value.clientSecret : '',
+          RUST_LOG: process.env.RUST_LOG || 'warn',
+        },
         // The test's own settings win over anything inherited from the developer's shell.
         unset: ['MASTER_KEY', 'CREWGATE_DATA_DIR', 'CREWGATE_CONFIG', 'CREWGATE_BIND', 'DATABASE_URL', 'REDPILL_API_KEY'],
         ready: (line, found) => {
@@ -203,6 +254,20 @@ export async function startStack({ people = [], notion = null } = {}) {
         return (await r.json()).id;
       },
     },
+    /** The fake Google (only with `google`): accounts, who is signed in, and what Gmail sent. */
+    google: googleProc && {
+      ...googleProc.value,
+      addAccount: (email) => control(`${googleProc.value.controlUrl}/accounts`, { email }, 'fake-google add account'),
+      /** The account signed in to "the browser" at the consent page (null: nobody). */
+      signIn: (email) => control(`${googleProc.value.controlUrl}/sign-in`, { email }, 'fake-google sign in'),
+      /** The account withdraws the grant: its tokens die and refreshing fails (invalid_grant). */
+      revoke: (email) => control(`${googleProc.value.controlUrl}/revoke`, { email }, 'fake-google revoke'),
+      addMessage: (email, raw, labels) => control(`${googleProc.value.controlUrl}/messages`, { email, raw, labels }, 'fake-google add message'),
+      /** [{id, threadId, from, to, cc, bcc, subject, body, idempotencyKey, inReplyTo}], oldest first. */
+      sent: (email) => control(`${googleProc.value.controlUrl}/sent?email=${encodeURIComponent(email)}`, undefined, 'fake-google sent'),
+      /** {writes, sent, drafts, apiRequests} of one account. */
+      state: (email) => control(`${googleProc.value.controlUrl}/state?email=${encodeURIComponent(email)}`, undefined, 'fake-google state'),
+    },
     async stop() {
       await stopProcess(gw.child);
       await stopFakes();
@@ -245,8 +310,37 @@ export async function launchBrowser() {
 }
 
 /**
+ * Follows a page's live channel from the outside: the sessions its WebSocket is subscribed to
+ * (the server's `subscribed` answers). Events of a session reach a page only once it is
+ * subscribed, so a test that makes something happen in a session another page should show live
+ * waits for `subscribedTo` first (waiting for "Live" alone races the subscription under load).
+ * Attach before the page navigates.
+ */
+export function trackLive(page) {
+  const live = { subscribed: new Set() };
+  page.on('websocket', (ws) =>
+    ws.on('framereceived', ({ payload }) => {
+      let ev;
+      try {
+        ev = JSON.parse(String(payload));
+      } catch {
+        return;
+      }
+      if (ev && ev.type === 'subscribed' && ev.session) live.subscribed.add(ev.session);
+      if (ev && ev.type === 'unsubscribed' && ev.session) live.subscribed.delete(ev.session);
+    }),
+  );
+  return live;
+}
+
+/** Waits until the page (tracked with `trackLive`) is subscribed to `session`. */
+export function subscribedTo(live, session) {
+  return eventually(() => live.subscribed.has(session), { what: `the page to follow session ${session} live` });
+}
+
+/**
  * A fresh browser context (own cookies) and page. Collects console errors, page errors and
- * dialogs so tests can assert none happened.
+ * dialogs so tests can assert none happened; `live` tracks its WebSocket subscriptions.
  */
 export async function openPage(browser, { viewport = DESKTOP, colorScheme = 'light' } = {}) {
   const context = await browser.newContext({ viewport, colorScheme, isMobile: viewport.width < 500, hasTouch: viewport.width < 500 });
@@ -262,7 +356,8 @@ export async function openPage(browser, { viewport = DESKTOP, colorScheme = 'lig
   });
   page.on('request', (r) => problems.requests.push(r.url()));
   page.setDefaultTimeout(10000);
-  return { context, page, problems };
+  const live = trackLive(page);
+  return { context, page, problems, live };
 }
 
 /** Opens the sign-in link and waits until the app shell is there. */

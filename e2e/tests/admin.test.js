@@ -1,5 +1,6 @@
 // Admin console in real Chromium: status, users, agents, tokens (rotate, revoke), audit filters,
-// the invites placeholder; a member cannot open any of it.
+// the (empty) invites page; a member cannot open any of it. Creating, resending and revoking
+// invites is in onboarding.test.js.
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -86,13 +87,14 @@ test('admin sees system status, users, agents, tokens and the audit log', async 
   await page.selectOption('select[aria-label=Agent]', stack.people.alice.agentId);
   await page.waitForFunction((a) => [...document.querySelectorAll('tbody tr td[data-label=Agent]')].every((td) => td.textContent === a), stack.people.alice.agentId);
 
-  // Invites: a clearly marked placeholder (issue 7), not a fake form.
+  // Invites: none yet (this gateway has no Google sign-in; onboarding.test.js covers the flows).
   await page.click('a[data-route=invites]');
-  await page.waitForSelector('[data-testid=invites-placeholder] >> text=Coming soon');
-  await shot(page, 'admin-invites');
+  await settled(page, '[data-testid=invites]');
+  await page.waitForSelector('[data-testid=invites] >> text=No invites yet.');
+  await page.waitForSelector('form.invite-form [data-testid=invite-email]');
 
   // No raw JSON anywhere in the admin pages.
-  for (const route of ['status', 'users', 'agents', 'tokens', 'audit']) {
+  for (const route of ['status', 'users', 'agents', 'tokens', 'audit', 'invites']) {
     await page.click(`a[data-route=${route}]`);
     await settled(page, '.page-body');
     const text = await page.textContent('main');
@@ -111,7 +113,7 @@ test('admin pages at phone width', async () => {
     await shot(page, `admin-${route}`);
   }
   await page.click('a[data-route=invites]');
-  await shot(page, 'admin-invites');
+  await settled(page, '[data-testid=invites]');
   // No horizontal overflow on a phone.
   const overflow = await page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
   assert.ok(overflow <= 1, `page is ${overflow}px wider than the phone`);

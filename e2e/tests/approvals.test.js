@@ -5,7 +5,7 @@
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { startAll, openPage, loginWithLink, shot, settled, eventually, PHONE } from '../lib/harness.js';
+import { startAll, openPage, loginWithLink, shot, settled, eventually, subscribedTo, PHONE } from '../lib/harness.js';
 
 const PARENT = 'Team notes';
 
@@ -42,11 +42,13 @@ after(async () => {
 });
 
 test('a proposal appears in the inbox live; Approve runs it once and the card shows done', async () => {
-  const { page, context, problems } = await openPage(browser);
+  const { page, context, problems, live } = await openPage(browser);
   await loginWithLink(page, stack.base, alice.token);
   await page.click('a[data-route=approvals]');
   await settled(page, '[data-testid=inbox]');
   await page.waitForSelector('[data-testid=live-status][data-status=online]');
+  // Proposals arrive over the WebSocket for the sessions the page follows.
+  await subscribedTo(live, session);
   await propose('write the offsite plan', notionPage('Offsite on Friday', 'The offsite is on Friday at 10:00 in the big room.'));
   const card = await page.waitForSelector('article.proposal[data-state=pending]');
   const text = await card.textContent();
@@ -73,12 +75,13 @@ test('a proposal appears in the inbox live; Approve runs it once and the card sh
 });
 
 test('Edit asks the agent for changes: a revised proposal with a diff replaces the old one', async () => {
-  const { page, context } = await openPage(browser);
+  const { page, context, live } = await openPage(browser);
   await loginWithLink(page, stack.base, alice.token);
   await page.click('a[data-route=approvals]');
   await settled(page, '[data-testid=inbox]');
   // Proposals arrive over the WebSocket: propose once it is connected (and subscribed).
   await page.waitForSelector('[data-testid=live-status][data-status=online]', { state: 'attached' });
+  await subscribedTo(live, session);
   await propose('write the agenda page', notionPage('Agenda', 'Here is the long agenda for the offsite with many details.'));
   const card = await page.waitForSelector('article.proposal[data-state=pending]');
   const oldId = await card.getAttribute('data-proposal');
@@ -110,11 +113,12 @@ test('Edit asks the agent for changes: a revised proposal with a diff replaces t
 });
 
 test('Reject: nothing runs, and the decision is in the history', async () => {
-  const { page, context } = await openPage(browser, { viewport: PHONE });
+  const { page, context, live } = await openPage(browser, { viewport: PHONE });
   await loginWithLink(page, stack.base, alice.token);
   await page.click('a[data-route=approvals]');
   await settled(page, '[data-testid=inbox]');
   await page.waitForSelector('[data-testid=live-status][data-status=online]', { state: 'attached' });
+  await subscribedTo(live, session);
   const before = await stack.notion.state();
   await propose('write a joke page', notionPage('Joke', 'Why did the chicken cross the road?'));
   const card = await page.waitForSelector('article.proposal[data-state=pending] >> text=chicken');

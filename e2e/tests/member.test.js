@@ -216,6 +216,22 @@ test('own token rotation shows the new token once and keeps the browser signed i
   await context.close();
 });
 
+test('account: Google is not connected; Connect Google explains when the gateway has no Google sign-in', async () => {
+  const { page, context, problems } = await openPage(browser);
+  await loginWithLink(page, stack.base, stack.people.bob.token);
+  await page.click('a[data-route=account]');
+  const conn = await page.waitForSelector('[data-testid=google-connection][data-state=not_connected]');
+  assert.match(await conn.textContent(), /Not connected/);
+  await page.click('[data-testid=google-connect]');
+  const err = await page.waitForSelector('[data-testid=google-connect-error]:not([hidden])');
+  assert.match(await err.textContent(), /not configured/);
+  // Nothing navigated away, and the button can be tried again.
+  assert.equal(page.url(), `${stack.base}/#/account`);
+  assert.equal(await page.$eval('[data-testid=google-connect]', (b) => b.disabled), false);
+  assert.deepEqual(problems.pageErrors, []);
+  await context.close();
+});
+
 test('logout ends the session: the old cookie is refused afterwards', async () => {
   const { page, context } = shared.alice;
   const cookie = (await context.cookies()).find((c) => c.name === 'crewgate_session');

@@ -133,6 +133,7 @@ fn browser_suite(root: &Path) -> Result<()> {
         .env("CREWGATE_BIN", target.join("debug/crewgate"))
         .env("FAKE_LLM_BIN", target.join("debug/fake-llm"))
         .env("FAKE_NOTION_BIN", target.join("debug/fake-notion"))
+        .env("FAKE_GOOGLE_BIN", target.join("debug/fake-google"))
         .env("CHROMIUM_PATH", &chromium)
         .status()
         .context("running node")?;

@@ -1,6 +1,6 @@
 // Admin console: system status, users, agents, tokens, audit log, invites.
 
-import { h, replace, icon, spinner, errorBox, toast, empty, confirmDialog, showSecretOnce, modal } from './dom.js';
+import { h, replace, icon, spinner, errorBox, toast, empty, confirmDialog, showSecretOnce, modal, copyText } from './dom.js';
 import * as api from './api.js';
 import { badge, timeEl, dateTime, duration, humanize, valueText, fieldList, relative } from './format.js';
 import { rotateToken } from './account.js';
@@ -346,25 +346,199 @@ export function mountAudit(main) {
   };
 }
 
-// ---- invites (issue 7) --------------------------------------------------------------------
+// ---- invites -----------------------------------------------------------------------------
+
+const INVITE_STATUS = {
+  pending: ['warn', 'Pending'],
+  used: ['ok', 'Accepted'],
+  revoked: ['muted', 'Revoked'],
+  expired: ['bad', 'Expired'],
+};
+
+function inviteBadge(status) {
+  const [tone, label] = INVITE_STATUS[status] || ['muted', humanize(status)];
+  return h('span', { class: ['badge', `tone-${tone}`], 'data-state': status }, label);
+}
+
+/** What happened to the invite e-mail, from a create/resend answer. */
+function mailNote(r) {
+  if (r.emailed === true) return h('p', { class: 'notice', 'data-testid': 'invite-emailed', 'data-emailed': 'yes' }, `E-mailed to ${r.invite.email}.`);
+  if (r.emailed === false)
+    return h('p', { class: 'form-error', 'data-testid': 'invite-emailed', 'data-emailed': 'failed' }, `The e-mail to ${r.invite.email} could not be sent${r.emailError ? ` (${r.emailError})` : ''}. Copy the link and send it yourself.`);
+  return h('p', { class: 'notice', 'data-testid': 'invite-emailed', 'data-emailed': 'no' }, 'Not e-mailed: this gateway has no mail set up. Copy the link and send it to them over a private channel.');
+}
+
+/** Shows an invite link exactly once, with a copy button; nothing keeps it after closing. */
+function showInviteLink(title, r) {
+  return modal(title, (close) => {
+    const input = h('input', { class: 'secret', type: 'text', readonly: true, value: r.link, 'aria-label': 'Invite link', spellcheck: 'false', 'data-testid': 'invite-link' });
+    const status = h('span', { class: 'muted small', role: 'status' });
+    return h(
+      'div',
+      { 'data-testid': 'invite-issued' },
+      h('p', null, 'The invite for ', h('strong', null, r.invite.email), ' is ready. Their agent will be ', h('code', null, r.invite.agentId), '.'),
+      mailNote(r),
+      h(
+        'div',
+        { class: 'secret-row' },
+        input,
+        h(
+          'button',
+          {
+            class: 'btn btn-primary',
+            type: 'button',
+            'data-testid': 'copy-link',
+            onclick: async () => {
+              const ok = await copyText(r.link, input);
+              status.textContent = ok ? 'Copied.' : 'Select the link and copy it by hand.';
+            },
+          },
+          icon('copy'),
+          'Copy',
+        ),
+      ),
+      status,
+      h('p', { class: 'warn' }, `This is the only time the link is shown. It works once and expires ${relative(r.invite.expiresAt)}. Anyone with it can claim the invite — but only with the Google account ${r.invite.email}.`),
+      h('div', { class: 'actions' }, h('button', { class: 'btn', type: 'button', onclick: () => close(true), 'data-testid': 'link-done' }, 'Done')),
+    );
+  });
+}
+
+const STATUS_ORDER = { pending: 0, expired: 1, used: 2, revoked: 3 };
 
 export function mountInvites(main) {
-  // Placeholder on purpose: the invite API (issue 7) is not part of this build. Nothing here
-  // pretends to create invites.
+  const body = h('div', { class: 'page-body', 'data-testid': 'invites' });
+  let disposed = false;
+  let loads = 0;
+
+  const email = h('input', { id: 'invite-email', type: 'email', required: true, autocomplete: 'off', placeholder: 'alice@company.com', 'data-testid': 'invite-email', maxlength: '254' });
+  const name = h('input', { id: 'invite-name', type: 'text', autocomplete: 'off', placeholder: 'Alice Ng', 'data-testid': 'invite-name', maxlength: '200' });
+  const formError = h('p', { class: 'form-error', role: 'alert', hidden: true, 'data-testid': 'invite-error' });
+  const submit = h('button', { class: 'btn btn-primary', type: 'submit', 'data-testid': 'invite-create' }, icon('plus'), 'Create invite');
+  const form = h(
+    'form',
+    {
+      class: 'card form invite-form',
+      onsubmit: async (e) => {
+        e.preventDefault();
+        formError.hidden = true;
+        const address = email.value.trim();
+        if (!address) {
+          formError.textContent = 'Enter the e-mail address of the person to invite.';
+          formError.hidden = false;
+          email.focus();
+          return;
+        }
+        submit.disabled = true;
+        try {
+          const r = await api.post('/invites', { email: address, name: name.value.trim() || null });
+          email.value = '';
+          name.value = '';
+          load();
+          await showInviteLink('Invite created', r);
+        } catch (err) {
+          formError.textContent = err.message;
+          formError.hidden = false;
+        } finally {
+          submit.disabled = false;
+        }
+      },
+    },
+    h('h2', null, 'Invite someone'),
+    h('p', { class: 'muted small' }, 'They get a single-use link to connect their Google account; that creates their own agent and shows them their dashboard token. The link only works with the invited Google account.'),
+    h('div', { class: 'form-grid' }, h('div', { class: 'form-row' }, h('label', { for: 'invite-email' }, 'E-mail'), email), h('div', { class: 'form-row' }, h('label', { for: 'invite-name' }, 'Name ', h('span', { class: 'muted small' }, '(optional)')), name)),
+    formError,
+    h('div', { class: 'actions' }, submit),
+  );
+
+  const resend = async (inv) => {
+    const ok = await confirmDialog('Resend invite?', `A new link is issued for ${inv.email} (and e-mailed, if mail is set up). The current link stops working.`, 'Resend');
+    if (!ok) return;
+    try {
+      const r = await api.post(`/invites/${api.q(inv.id)}/resend`);
+      load();
+      await showInviteLink('New invite link', r);
+    } catch (e) {
+      toast(e.message, 'bad');
+      load();
+    }
+  };
+
+  const revoke = async (inv) => {
+    const ok = await confirmDialog('Revoke invite?', `The link sent to ${inv.email} stops working immediately. You can invite them again later.`, 'Revoke', true);
+    if (!ok) return;
+    try {
+      await api.del(`/invites/${api.q(inv.id)}`);
+      toast('Invite revoked.');
+    } catch (e) {
+      toast(e.message, 'bad');
+    }
+    load();
+  };
+
+  const actionsFor = (inv) => {
+    if (inv.status !== 'pending' && inv.status !== 'expired') return h('span', { class: 'muted small' }, '—');
+    return h(
+      'div',
+      { class: 'row-actions' },
+      h('button', { class: 'btn btn-small', type: 'button', 'data-action': 'resend', onclick: () => resend(inv) }, icon('mail'), 'Resend'),
+      inv.status === 'pending' ? h('button', { class: 'btn btn-small btn-danger-ghost', type: 'button', 'data-action': 'revoke', onclick: () => revoke(inv) }, 'Revoke') : null,
+    );
+  };
+
+  const whenCell = (inv) => {
+    if (inv.status === 'used') return h('span', null, 'accepted ', timeEl(inv.usedAt));
+    if (inv.status === 'revoked') return h('span', null, 'revoked ', timeEl(inv.revokedAt));
+    if (inv.status === 'expired') return h('span', { class: 'bad' }, 'expired ', timeEl(inv.expiresAt));
+    return timeEl(inv.expiresAt);
+  };
+
+  async function load() {
+    // Reloads after a change keep the current list on screen until the new one is there.
+    const mine = ++loads;
+    if (!body.childElementCount) replace(body, spinner());
+    try {
+      const invites = await api.get('/invites');
+      if (disposed || mine !== loads) return;
+      if (!invites.length) {
+        replace(body, empty('No invites yet.', 'Invite someone with the form above; their invite shows here until they accept it.'));
+        return;
+      }
+      invites.sort((a, b) => (STATUS_ORDER[a.status] ?? 9) - (STATUS_ORDER[b.status] ?? 9) || b.createdAt - a.createdAt);
+      const pending = invites.filter((i) => i.status === 'pending').length;
+      replace(
+        body,
+        h('p', { class: 'muted small' }, `${pending} pending · ${invites.length} in total`),
+        table(
+          [
+            { label: 'Person', cell: (i) => h('div', null, h('div', { class: 'strong' }, i.name || i.email), i.name ? h('div', { class: 'muted small' }, i.email) : null) },
+            { label: 'Agent', cell: (i) => h('code', null, i.agentId), cls: 'nowrap' },
+            { label: 'Status', cell: (i) => inviteBadge(i.status) },
+            { label: 'Sent', cell: (i) => h('span', { title: i.origin === 'self_service' ? 'Requested on the join page' : `Created by ${i.createdBy === 'system' ? 'the system' : 'an admin'}` }, `${i.sentCount}×`, h('span', { class: 'muted small' }, i.origin === 'self_service' ? ' · join page' : '')), cls: 'nowrap' },
+            { label: 'Created', cell: (i) => timeEl(i.createdAt), cls: 'nowrap' },
+            { label: 'Expires', cell: whenCell, cls: 'nowrap' },
+            { label: 'Actions', cell: actionsFor, cls: 'cell-actions' },
+          ],
+          invites,
+          { caption: 'Invites', rowAttrs: (i) => ({ 'data-invite': i.id, 'data-email': i.email, 'data-status': i.status }) },
+        ),
+      );
+    } catch (e) {
+      if (!disposed && mine === loads) replace(body, errorBox(e, () => { body.replaceChildren(); load(); }));
+    }
+  }
+
   main.append(
     h(
       'div',
       { class: 'page' },
-      pageHead('Invites', 'Invite people by e-mail; they connect their Google account and get their own agent.'),
-      h(
-        'section',
-        { class: 'card placeholder', 'data-testid': 'invites-placeholder' },
-        h('span', { class: 'badge tone-info' }, 'Coming soon'),
-        h('h2', null, 'Invites are not available in this build'),
-        h('p', { class: 'muted' }, 'Creating, resending and revoking invites arrives with the invite portal. Until then, create an agent for a person and issue them a user token from the Tokens page (or with `crewgate tokens issue`).'),
-        h('a', { class: 'btn', href: '#/tokens' }, icon('key'), 'Go to tokens'),
-      ),
+      pageHead('Invites', 'Invite people by e-mail; they connect their Google account and get their own agent.', h('button', { class: 'btn btn-ghost btn-small', type: 'button', onclick: () => { body.replaceChildren(); load(); } }, icon('refresh'), 'Refresh')),
+      form,
+      h('section', { 'aria-labelledby': 'invites-title' }, h('h2', { id: 'invites-title', class: 'section-title' }, 'Invites'), body),
     ),
   );
-  return null;
+  load();
+  return () => {
+    disposed = true;
+  };
 }
