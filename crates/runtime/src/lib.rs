@@ -154,6 +154,16 @@ impl Runtime {
         Ok(self.bus.subscribe(session))
     }
 
+    /// Proposal events (made, decided, executed, expired) of every session of `agent`, including
+    /// sessions the subscriber never opened (inter-agent threads, background runs, other tabs).
+    pub async fn subscribe_proposals(
+        &self,
+        agent: &AgentId,
+    ) -> Result<broadcast::Receiver<TurnEvent>, RuntimeError> {
+        self.ensure_agent(agent).await?;
+        Ok(self.bus.subscribe_proposals(agent.as_str()))
+    }
+
     async fn ensure_agent(&self, agent: &AgentId) -> Result<(), RuntimeError> {
         self.store.get_agent(agent).await?.map(|_| ()).ok_or(RuntimeError::AgentNotFound)
     }

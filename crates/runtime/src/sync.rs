@@ -37,30 +37,51 @@ impl SessionLocks {
     }
 }
 
-/// Broadcast channels by session id; a channel exists only while someone subscribed.
+/// Broadcast channels by session id, plus one per agent that carries only proposal events (so
+/// an approvals inbox hears about proposals of sessions it never opened); a channel exists only
+/// while someone subscribed.
 #[derive(Debug, Default)]
 pub(crate) struct SessionBus {
     map: Mutex<HashMap<String, broadcast::Sender<TurnEvent>>>,
+    proposals: Mutex<HashMap<String, broadcast::Sender<TurnEvent>>>,
+}
+
+fn subscribe_in(
+    map: &Mutex<HashMap<String, broadcast::Sender<TurnEvent>>>,
+    key: &str,
+) -> broadcast::Receiver<TurnEvent> {
+    let mut map = lock(map);
+    if map.len() > SWEEP_ABOVE {
+        map.retain(|_, s| s.receiver_count() > 0);
+    }
+    map.entry(key.to_owned()).or_insert_with(|| broadcast::channel(BUS_CAPACITY).0).subscribe()
+}
+
+fn publish_in(map: &Mutex<HashMap<String, broadcast::Sender<TurnEvent>>>, key: &str, event: &TurnEvent) {
+    let mut map = lock(map);
+    let Some(sender) = map.get(key) else { return };
+    if sender.receiver_count() == 0 {
+        map.remove(key);
+        return;
+    }
+    // An error only means every receiver went away in between.
+    let _gone = sender.send(event.clone());
 }
 
 impl SessionBus {
     pub(crate) fn subscribe(&self, session: &str) -> broadcast::Receiver<TurnEvent> {
-        let mut map = lock(&self.map);
-        if map.len() > SWEEP_ABOVE {
-            map.retain(|_, s| s.receiver_count() > 0);
-        }
-        map.entry(session.to_owned()).or_insert_with(|| broadcast::channel(BUS_CAPACITY).0).subscribe()
+        subscribe_in(&self.map, session)
+    }
+
+    /// Proposal events of every session of `agent`.
+    pub(crate) fn subscribe_proposals(&self, agent: &str) -> broadcast::Receiver<TurnEvent> {
+        subscribe_in(&self.proposals, agent)
     }
 
     pub(crate) fn publish(&self, event: &TurnEvent) {
-        let mut map = lock(&self.map);
-        let session = event.session();
-        let Some(sender) = map.get(session) else { return };
-        if sender.receiver_count() == 0 {
-            map.remove(session);
-            return;
+        publish_in(&self.map, event.session(), event);
+        if let TurnEvent::Proposal { proposal, .. } = event {
+            publish_in(&self.proposals, proposal.agent_id.as_str(), event);
         }
-        // An error only means every receiver went away in between.
-        let _gone = sender.send(event.clone());
     }
 }

@@ -18,7 +18,9 @@
 //!   `error`; the same rules as `POST /api/v1/proposals/{id}/approve|reject|edit`;
 //! - `{"type":"ping"}` → `pong`.
 //!
-//! Proposal changes of a subscribed session arrive as `{"type":"proposal","proposal":{…}}`, and
+//! Proposal changes arrive as `{"type":"proposal","proposal":{…}}` — without subscribing, those of
+//! every session of the inbox agent (a member's own agent; the orchestrator for an admin), and
+//! those of other subscribed sessions — and
 //! gateway notices (an expired proposal, an outcome after a restart) as `notice`.
 //!
 //! The agent is the caller's own for a user token (`agent` must be omitted or equal); an admin
@@ -302,6 +304,23 @@ async fn connection(state: AppState, socket: WebSocket, auth: Option<(Principal,
         own_turns: Arc::new(Mutex::new(RecentSet::default())),
         in_flight: Arc::new(AtomicUsize::new(0)),
     };
+    // An inbox hears about every proposal it decides, whichever session it is in: a member's of
+    // their own agent, an admin's of the orchestrator (which has no owner).
+    let inbox_agent = match &conn.principal {
+        Principal::User { agent_id, .. } => Some(agent_id.clone()),
+        Principal::Admin { .. } => crewgate_core::AgentId::parse(crate::bootstrap::ORCHESTRATOR_ID).ok(),
+    };
+    if let Some(agent) = inbox_agent {
+        match conn.state.runtime.subscribe_proposals(&agent).await {
+            Ok(rx) => {
+                let task = forward(rx, out.clone(), conn.own_turns.clone(), false, "*".into());
+                conn.subscriptions.insert(AGENT_PROPOSALS.into(), task);
+            }
+            Err(e) => {
+                tracing::debug!(agent = %agent, error = %e, "no proposal stream for a WebSocket client")
+            }
+        }
+    }
     let mut recheck = tokio::time::interval(RECHECK_EVERY);
     recheck.tick().await;
     loop {
@@ -525,37 +544,57 @@ impl Conn {
 
     async fn subscribe(&mut self, session: &str, agent: Option<&str>) -> Result<(), WsError> {
         let agent = target_agent(&self.principal, agent)?;
-        let mut rx = self.state.runtime.subscribe(&agent, session).await?;
+        let rx = self.state.runtime.subscribe(&agent, session).await?;
         if self.subscriptions.get(session).is_some_and(|t| !t.is_finished()) {
             return Ok(());
         }
-        let out = self.out.clone();
-        let own = self.own_turns.clone();
-        let session_id = session.to_owned();
-        let task = tokio::spawn(async move {
-            loop {
-                match rx.recv().await {
-                    Ok(ev) => {
-                        if own.lock().unwrap_or_else(PoisonError::into_inner).contains(ev.turn()) {
-                            continue;
-                        }
-                        if let Some(v) = event_json(&ev) {
-                            post(&out, Out::Json(v));
-                        }
-                    }
-                    Err(broadcast::error::RecvError::Lagged(skipped)) => {
-                        post(
-                            &out,
-                            Out::Json(json!({"type": "lagged", "session": session_id, "skipped": skipped})),
-                        );
-                    }
-                    Err(broadcast::error::RecvError::Closed) => break,
-                }
-            }
-        });
+        // Proposals of the inbox agent come from the agent-wide stream; not twice.
+        let skip_proposals = match &self.principal {
+            Principal::User { .. } => true,
+            Principal::Admin { .. } => agent.as_str() == crate::bootstrap::ORCHESTRATOR_ID,
+        };
+        let task = forward(rx, self.out.clone(), self.own_turns.clone(), skip_proposals, session.to_owned());
         self.subscriptions.insert(session.to_owned(), task);
         Ok(())
     }
+}
+
+/// Key of the agent-wide proposal stream in [`Conn::subscriptions`] (not a session id).
+const AGENT_PROPOSALS: &str = "*proposals";
+
+/// Forwards bus events to the client, leaving out the events of its own turns (their stream
+/// already carried them) and, when asked, proposal events.
+fn forward(
+    mut rx: broadcast::Receiver<TurnEvent>,
+    out: mpsc::UnboundedSender<Out>,
+    own: Arc<Mutex<RecentSet>>,
+    skip_proposals: bool,
+    session_id: String,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            match rx.recv().await {
+                Ok(ev) => {
+                    if skip_proposals && matches!(ev, TurnEvent::Proposal { .. }) {
+                        continue;
+                    }
+                    if own.lock().unwrap_or_else(PoisonError::into_inner).contains(ev.turn()) {
+                        continue;
+                    }
+                    if let Some(v) = event_json(&ev) {
+                        post(&out, Out::Json(v));
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(skipped)) => {
+                    post(
+                        &out,
+                        Out::Json(json!({"type": "lagged", "session": session_id, "skipped": skipped})),
+                    );
+                }
+                Err(broadcast::error::RecvError::Closed) => break,
+            }
+        }
+    })
 }
 
 /// A set that forgets its oldest entries beyond [`OWN_TURNS_KEPT`].

@@ -527,3 +527,35 @@ async fn websocket_decisions_and_proposal_events() {
     bws.send(json!({"type": "decide", "proposal": id, "decision": "reject", "agent": alice.agent_id})).await;
     assert_eq!(bws.next_json().await["code"], "not_found");
 }
+
+#[tokio::test]
+async fn a_members_socket_hears_every_proposal_of_their_agent_without_subscribing() {
+    let w = World::start().await;
+    let alice = w.person("alice@company.com").await;
+    let bob = w.person("bob@company.com").await;
+    let mut ws = w.gw.ws(&alice.token).await;
+    let mut bws = w.gw.ws(&bob.token).await;
+    // A session this socket never opened (another tab, an API client, another agent's thread).
+    let s = w.new_session(&alice).await;
+    let p = w.propose(&alice, &s, "attio_add_note", w.args_for("attio_add_note", 7)).await;
+    let ev = ws.next_json().await;
+    assert_eq!((ev["type"].as_str(), ev["session"].as_str()), (Some("proposal"), Some(s.as_str())), "{ev}");
+    assert_eq!(
+        (ev["proposal"]["id"].as_str(), ev["proposal"]["state"].as_str()),
+        (Some(p.id.as_str()), Some("pending"))
+    );
+    // Decided elsewhere: the states follow, once each.
+    let (st, v) = w.decide(&alice.token, &p, "approve", false).await;
+    assert_eq!(st, 200, "{v}");
+    let mut states = Vec::new();
+    while states.last().map(String::as_str) != Some("done") {
+        let ev = ws.next_json().await;
+        assert_eq!(ev["type"], "proposal", "{ev}");
+        states.push(ev["proposal"]["state"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(states, ["approved", "executing", "done"]);
+    // Bob's socket heard nothing of it.
+    bws.send(json!({"type": "ping", "request_id": "p"})).await;
+    let next = bws.next_json().await;
+    assert_eq!(next["type"], "pong", "Bob's socket got {next}");
+}

@@ -767,3 +767,18 @@ async fn the_orchestrators_admin_tools_read_freely_and_write_only_after_the_admi
     let (s, _) = o.call("POST", "/api/v1/sessions?agent=orchestrator", &token, None).await;
     assert_eq!(s, 401, "a rotated token");
 }
+
+#[tokio::test]
+async fn the_admins_socket_hears_orchestrator_proposals_without_subscribing() {
+    let o = start(|_| {}).await;
+    let ws_url = format!("{}/api/v1/ws", o.base.replacen("http", "ws", 1));
+    let mut ws = common::ws_connect(&ws_url, &o.admin).await;
+    let (_, v) = o.orchestrator_calls("onboard_user", json!({"email": "dana@company.com"})).await;
+    let id = v["proposals"][0]["id"].as_str().unwrap().to_owned();
+    let ev = ws.next_json().await;
+    assert_eq!(ev["type"], "proposal", "{ev}");
+    assert_eq!(
+        (ev["proposal"]["id"].as_str(), ev["proposal"]["state"].as_str()),
+        (Some(id.as_str()), Some("pending"))
+    );
+}

@@ -138,14 +138,19 @@ impl Gateway {
 
     /// A WebSocket authenticated with an `Authorization` header.
     pub async fn ws(&self, token: &str) -> Ws {
-        let mut req = self.ws_url.as_str().into_client_request().unwrap();
-        req.headers_mut().insert("authorization", HeaderValue::from_str(&format!("Bearer {token}")).unwrap());
-        let (stream, _) = tokio_tungstenite::connect_async(req).await.unwrap();
-        let mut ws = Ws { stream };
-        let ready = ws.next_json().await;
-        assert_eq!(ready["type"], "ready", "{ready}");
-        ws
+        ws_connect(&self.ws_url, token).await
     }
+}
+
+/// A WebSocket to `ws_url` authenticated with an `Authorization` header, past its `ready`.
+pub async fn ws_connect(ws_url: &str, token: &str) -> Ws {
+    let mut req = ws_url.into_client_request().unwrap();
+    req.headers_mut().insert("authorization", HeaderValue::from_str(&format!("Bearer {token}")).unwrap());
+    let (stream, _) = tokio_tungstenite::connect_async(req).await.unwrap();
+    let mut ws = Ws { stream };
+    let ready = ws.next_json().await;
+    assert_eq!(ready["type"], "ready", "{ready}");
+    ws
 }
 
 pub type WsStream =
