@@ -638,6 +638,7 @@ async fn a_member_reconnects_google_after_the_grant_was_revoked() {
     let landing = o.follow(o.http.get(url).send().await.unwrap()).await;
     assert_eq!(landing.status, 200, "{}", landing.body);
     assert!(landing.body.contains("Google reconnected"), "{}", landing.body);
+    assert!(landing.body.contains(&format!("href=\"{}/\"", o.base)), "a way back: {}", landing.body);
     let status = crewgate_runtime::tools::external::google_status(o.store.as_ref(), &user.id).await.unwrap();
     assert!(
         matches!(status, crewgate_runtime::tools::external::GoogleStatus::Connected { .. }),

@@ -73,6 +73,21 @@ pub fn message(status: StatusCode, title: &str, text: &str) -> Response {
     )
 }
 
+/// After a reconnect: done, and the way back to the dashboard.
+pub fn reconnected(email: &str, dashboard_url: &str) -> Response {
+    page(
+        StatusCode::OK,
+        "Google reconnected",
+        &format!(
+            "<section class=\"card ok\" data-testid=\"portal-message\"><h1>Google reconnected</h1>\
+             <p>{} is connected again; your assistant can use Google again.</p>\
+             <p><a class=\"button primary\" data-testid=\"dashboard-link\" href=\"{}\">Back to my dashboard</a></p></section>",
+            escape(email),
+            escape(dashboard_url)
+        ),
+    )
+}
+
 /// The invite landing page: what will be connected and why, and the button to Google.
 pub fn invite(email: &str, agent_id: &str, token: &str, google_ready: bool) -> Response {
     let scopes: String = SCOPE_EXPLANATIONS

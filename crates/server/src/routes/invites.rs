@@ -173,13 +173,9 @@ pub(crate) async fn oauth_callback(
             done.token.secret.expose_secret(),
             &done.dashboard_url,
         ),
-        Ok(Completed::Reconnected { email }) => pages::message(
-            StatusCode::OK,
-            "Google reconnected",
-            &format!(
-                "{email} is connected again. Go back to your dashboard; your assistant can use Google again."
-            ),
-        ),
+        Ok(Completed::Reconnected { email }) => {
+            pages::reconnected(&email, &format!("{}/", state.onboarding.settings().public_url))
+        }
         Err(e) => {
             tracing::info!(reason = %e, "an OAuth callback was refused");
             refusal(&e)
