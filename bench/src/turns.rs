@@ -191,14 +191,16 @@ async fn overheads(
     let mut out = Vec::with_capacity(n);
     for i in 0..n {
         let (token, session) = pick(i);
-        let before = llm.requests().len();
+        // Only the new requests are copied: cloning every recorded request each turn is O(n²)
+        // work in the process that hosts the fake model and would perturb the measurement.
+        let before = llm.request_count();
         let t0 = Instant::now();
         turn(http, base, &token, &session, "ping two").await?;
         let total = t0.elapsed();
-        let reqs = llm.requests();
-        let model: Duration = reqs[before..].iter().map(|r| r.processing_time + r.simulated_delay).sum();
+        let reqs = llm.requests_since(before);
+        let model: Duration = reqs.iter().map(|r| r.processing_time + r.simulated_delay).sum();
         if std::env::var_os("CREWGATE_BENCH_TRACE").is_some()
-            && let Some(first) = reqs.get(before)
+            && let Some(first) = reqs.first()
         {
             eprintln!(
                 "turn {i}: to model {:.2} ms, model {:.2} ms, total {:.2} ms",

@@ -36,6 +36,9 @@ pub struct TurnRequest {
     /// Set for a turn caused by another agent or a background run: the chain it continues. Such
     /// a turn never has a sender (nothing in it can decide a proposal).
     pub(crate) trace: Option<crate::agents::Trace>,
+    /// The agent and session as the caller just read them (to scope the request), so the turn
+    /// does not read them again; ignored unless they are exactly `agent` and `session`.
+    loaded: Option<(Agent, Session)>,
 }
 
 impl TurnRequest {
@@ -48,7 +51,15 @@ impl TurnRequest {
             events: None,
             sender: None,
             trace: None,
+            loaded: None,
         }
+    }
+
+    /// Hands over the agent and session the caller already read (saves two store reads).
+    #[must_use]
+    pub fn with_loaded(mut self, agent: Agent, session: Session) -> Self {
+        self.loaded = Some((agent, session));
+        self
     }
 
     /// Marks the message as written by `sender` (see [`TurnRequest::sender`]).
@@ -203,9 +214,18 @@ impl Runtime {
                 self.settings.max_message_chars
             )));
         }
-        let agent = self.store.get_agent(&req.agent).await?.ok_or(RuntimeError::AgentNotFound)?;
-        let session =
-            self.store.get_session(&agent.id, &req.session).await?.ok_or(RuntimeError::SessionNotFound)?;
+        let (agent, session) = match req.loaded {
+            Some((a, s)) if a.id == req.agent && s.id == req.session && s.agent_id == a.id => (a, s),
+            _ => {
+                let agent = self.store.get_agent(&req.agent).await?.ok_or(RuntimeError::AgentNotFound)?;
+                let session = self
+                    .store
+                    .get_session(&agent.id, &req.session)
+                    .await?
+                    .ok_or(RuntimeError::SessionNotFound)?;
+                (agent, session)
+            }
+        };
         let llm = self.llm()?;
         let profile = AgentProfile::of(&agent);
         let model = profile.model.clone().unwrap_or_else(|| self.settings.default_model.clone());

@@ -474,8 +474,9 @@ impl Conn {
         self.own_turns.lock().unwrap_or_else(PoisonError::into_inner).insert(turn.clone());
         self.send(json!({"type": "accepted", "session": session.id, "turn": turn, "request_id": request_id}));
         let (tx, mut rx) = mpsc::unbounded_channel::<TurnEvent>();
-        let mut req = TurnRequest::new(agent.id, session.id, content)
-            .from_sender(crewgate_runtime::Sender::new(self.principal.clone(), "ws"));
+        let mut req = TurnRequest::new(agent.id.clone(), session.id.clone(), content)
+            .from_sender(crewgate_runtime::Sender::new(self.principal.clone(), "ws"))
+            .with_loaded(agent, session);
         req.turn_id = Some(turn);
         req.events = Some(tx);
         let runtime = self.state.runtime.clone();

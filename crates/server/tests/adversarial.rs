@@ -255,7 +255,7 @@ async fn approve_once(ctx: &Ctx, owner: &Person, s: &str, p: &Proposal, rng: &mu
         2 => {
             let mut ws = w.gw.ws(&owner.token).await;
             ws.send(json!({"type": "decide", "proposal": p.id, "decision": "approve"})).await;
-            let v = ws.next_json().await;
+            let v = ws.next_reply().await;
             assert_eq!(
                 (v["type"].as_str(), v["proposal"]["state"].as_str()),
                 (Some("decided"), Some("done")),

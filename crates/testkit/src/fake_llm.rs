@@ -651,6 +651,11 @@ impl FakeLlm {
         self.shared.lock().requests.iter().filter(|r| r.path == "/v1/chat/completions").cloned().collect()
     }
 
+    /// The requests received after the first `n` (cheap when a long run only needs the latest).
+    pub fn requests_since(&self, n: usize) -> Vec<RecordedRequest> {
+        self.shared.lock().requests.get(n..).map(<[RecordedRequest]>::to_vec).unwrap_or_default()
+    }
+
     /// Number of requests received so far.
     pub fn request_count(&self) -> usize {
         self.shared.lock().requests.len()

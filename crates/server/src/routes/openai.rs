@@ -95,7 +95,8 @@ pub(crate) async fn chat_completions(
     };
     let model = format!("{MODEL_PREFIX}{}", agent.id);
     let turn_req = TurnRequest::new(agent.id.clone(), session.id.clone(), content)
-        .from_sender(crewgate_runtime::Sender::new(p.clone(), "openai"));
+        .from_sender(crewgate_runtime::Sender::new(p.clone(), "openai"))
+        .with_loaded(agent.clone(), session.clone());
     let mut resp = if stream {
         stream_response(&state, turn_req, model, include_usage).await
     } else {

@@ -204,7 +204,9 @@ pub(crate) async fn send(
 ) -> Result<Json<Sent>, ChatError> {
     let req: Send = required_json(&body)?;
     let (agent, session) = visible_session(&state, &p, &q, &id).await?;
-    let turn = TurnRequest::new(agent.id, session.id, req.content).from_sender(Sender::new(p, "rest"));
+    let turn = TurnRequest::new(agent.id.clone(), session.id.clone(), req.content)
+        .from_sender(Sender::new(p, "rest"))
+        .with_loaded(agent, session);
     let out = state.runtime.run_turn(turn).await?;
     Ok(Json(Sent {
         turn: out.turn,

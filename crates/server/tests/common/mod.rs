@@ -183,6 +183,17 @@ impl Ws {
         }
     }
 
+    /// The next message that is not an unsolicited proposal event (an inbox socket gets those for
+    /// every proposal of its agent).
+    pub async fn next_reply(&mut self) -> Value {
+        loop {
+            let v = self.next_json().await;
+            if v["type"] != "proposal" {
+                return v;
+            }
+        }
+    }
+
     /// Messages up to and including the terminal event (`final` or `error`) of a turn.
     pub async fn until_turn_end(&mut self) -> Vec<Value> {
         let mut out = Vec::new();

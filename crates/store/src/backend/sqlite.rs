@@ -30,7 +30,13 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(5));
-        let pool = SqlitePoolOptions::new().max_connections(4).connect_with(options).await?;
+        // A local file cannot drop a connection the way a network can: pinging it before every
+        // query (sqlx's default) would double the thread hand-offs of each statement.
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .test_before_acquire(false)
+            .connect_with(options)
+            .await?;
         sqlx::migrate!("migrations/sqlite").run(&pool).await?;
         let store = Self { pool, sealer: Sealer::new(&key.derive(Purpose::StoreSecrets)?) };
         store.check_key(&key.derive(Purpose::KeyCheck)?.check_value()).await?;
