@@ -39,10 +39,9 @@ use crewgate_testkit::fake_common::parse_query;
 use crewgate_testkit::fake_google::{self, FakeGoogle, GmailMessage};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use std::io::Write as _;
 use std::sync::Arc;
 
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
+use crewgate_testkit::process::{BoxError, serve_control};
 type Reply = (StatusCode, Json<Value>);
 
 fn bad(message: impl Into<String>) -> Reply {
@@ -259,8 +258,6 @@ async fn main() -> Result<(), BoxError> {
     if let Some(s) = &args.sign_in {
         google.sign_in_as(s);
     }
-    let control = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let control_url = format!("http://{}", control.local_addr()?);
     let app = Router::new()
         .route("/accounts", post(add_account))
         .route("/sign-in", post(sign_in))
@@ -271,30 +268,13 @@ async fn main() -> Result<(), BoxError> {
         .route("/sent", get(sent))
         .route("/state", get(state))
         .with_state(google.clone());
-    let server = tokio::spawn(async move { axum::serve(control, app).await });
-
-    let mut out = std::io::stdout().lock();
-    writeln!(
-        out,
-        "{}",
-        json!({
-            "baseUrl": google.base_url(),
-            "authUrl": google.auth_url(),
-            "tokenUrl": google.token_url(),
-            "userinfoUrl": google.userinfo_url(),
-            "controlUrl": control_url,
-            "clientId": fake_google::CLIENT_ID,
-            "clientSecret": fake_google::CLIENT_SECRET,
-        })
-    )?;
-    out.flush()?;
-    drop(out);
-
-    tokio::select! {
-        () = crewgate_testkit::process::parent_gone() => {},
-        res = server => {
-            res??;
-        }
-    }
-    Ok(())
+    let announce = json!({
+        "baseUrl": google.base_url(),
+        "authUrl": google.auth_url(),
+        "tokenUrl": google.token_url(),
+        "userinfoUrl": google.userinfo_url(),
+        "clientId": fake_google::CLIENT_ID,
+        "clientSecret": fake_google::CLIENT_SECRET,
+    });
+    serve_control(app, announce.as_object().cloned().unwrap_or_default()).await
 }

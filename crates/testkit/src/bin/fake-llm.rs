@@ -29,11 +29,10 @@ use axum::routing::{get, post};
 use crewgate_testkit::fake_llm::{FakeLlm, Matcher, ScriptedCall, Step};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use std::io::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
 
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
+use crewgate_testkit::process::{BoxError, serve_control};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -199,22 +198,8 @@ async fn main() -> Result<(), BoxError> {
             serde_json::from_str(&text).map_err(|e| format!("parsing {}: {e}", path.display()))?;
         push_entries(&llm, body).map_err(|e| format!("{}: {e}", path.display()))?;
     }
-    let control = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let control_url = format!("http://{}", control.local_addr()?);
     let app =
         Router::new().route("/push", post(push)).route("/requests", get(requests)).with_state(llm.clone());
-    let server = tokio::spawn(async move { axum::serve(control, app).await });
-
-    let mut out = std::io::stdout().lock();
-    writeln!(out, "{}", json!({"baseUrl": llm.base_url(), "controlUrl": control_url}))?;
-    out.flush()?;
-    drop(out);
-
-    tokio::select! {
-        () = crewgate_testkit::process::parent_gone() => {},
-        res = server => {
-            res??;
-        }
-    }
-    Ok(())
+    let announce = json!({"baseUrl": llm.base_url()});
+    serve_control(app, announce.as_object().cloned().unwrap_or_default()).await
 }

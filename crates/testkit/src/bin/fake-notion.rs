@@ -28,10 +28,9 @@ use axum::routing::{get, post};
 use crewgate_testkit::fake_notion::FakeNotion;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
-use std::io::Write as _;
 use std::sync::Arc;
 
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
+use crewgate_testkit::process::{BoxError, serve_control};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -129,26 +128,8 @@ async fn main() -> Result<(), BoxError> {
         notion.share(&id);
         pages.insert(title.clone(), Value::String(id));
     }
-    let control = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let control_url = format!("http://{}", control.local_addr()?);
     let app =
         Router::new().route("/pages", post(add_page)).route("/state", get(state)).with_state(notion.clone());
-    let server = tokio::spawn(async move { axum::serve(control, app).await });
-
-    let mut out = std::io::stdout().lock();
-    writeln!(
-        out,
-        "{}",
-        json!({"baseUrl": notion.base_url(), "controlUrl": control_url, "token": notion.token(), "pages": pages})
-    )?;
-    out.flush()?;
-    drop(out);
-
-    tokio::select! {
-        () = crewgate_testkit::process::parent_gone() => {},
-        res = server => {
-            res??;
-        }
-    }
-    Ok(())
+    let announce = json!({"baseUrl": notion.base_url(), "token": notion.token(), "pages": pages});
+    serve_control(app, announce.as_object().cloned().unwrap_or_default()).await
 }
