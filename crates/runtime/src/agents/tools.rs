@@ -626,6 +626,16 @@ impl Tool for SessionsList {
     }
 }
 
+/// Parameters of the tools that name one background run.
+fn handle_params() -> Value {
+    json!({
+        "type": "object",
+        "properties": {"handle": {"type": "string", "maxLength": 64}},
+        "required": ["handle"],
+        "additionalProperties": false
+    })
+}
+
 struct SessionStatus {
     manifest: ToolManifest,
     hub: Arc<Hub>,
@@ -636,12 +646,7 @@ impl SessionStatus {
         let manifest = manifest(
             "session_status",
             "Status and result of a background run.",
-            json!({
-                "type": "object",
-                "properties": {"handle": {"type": "string", "maxLength": 64}},
-                "required": ["handle"],
-                "additionalProperties": false
-            }),
+            handle_params(),
             Effect::Read,
         );
         Self { manifest, hub }
@@ -676,17 +681,7 @@ struct SessionCancel {
 
 impl SessionCancel {
     fn new(hub: Arc<Hub>) -> Self {
-        let manifest = manifest(
-            "session_cancel",
-            "Cancel a background run.",
-            json!({
-                "type": "object",
-                "properties": {"handle": {"type": "string", "maxLength": 64}},
-                "required": ["handle"],
-                "additionalProperties": false
-            }),
-            Effect::Read,
-        );
+        let manifest = manifest("session_cancel", "Cancel a background run.", handle_params(), Effect::Read);
         Self { manifest, hub }
     }
 }
