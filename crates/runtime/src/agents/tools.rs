@@ -26,9 +26,9 @@ pub(crate) fn register(registry: &mut crate::ToolRegistry, hub: &Arc<Hub>) {
         Arc::new(SessionsSend::new(hub.clone())),
         Arc::new(Broadcast::new(hub.clone())),
         Arc::new(SessionsSpawn::new(hub.clone())),
-        Arc::new(SessionsList::new(hub.clone())),
-        Arc::new(SessionStatus::new(hub.clone())),
-        Arc::new(SessionCancel::new(hub.clone())),
+        Arc::new(RunTool::new(RunToolKind::List, hub.clone())),
+        Arc::new(RunTool::new(RunToolKind::Status, hub.clone())),
+        Arc::new(RunTool::new(RunToolKind::Cancel, hub.clone())),
     ];
     for t in tools {
         if let Err(e) = registry.register(t) {
@@ -577,34 +577,43 @@ impl Tool for SessionsSpawn {
     }
 }
 
-struct SessionsList {
+/// The tools that look at or stop the calling agent's own background runs.
+#[derive(Debug, Clone, Copy)]
+enum RunToolKind {
+    List,
+    Status,
+    Cancel,
+}
+
+struct RunTool {
+    kind: RunToolKind,
     manifest: ToolManifest,
     hub: Arc<Hub>,
 }
 
-impl SessionsList {
-    fn new(hub: Arc<Hub>) -> Self {
-        let manifest = manifest(
-            "sessions_list",
-            "List your background runs (spawns, messages to agents).",
-            json!({"type": "object", "properties": {}, "additionalProperties": false}),
-            Effect::Read,
-        );
-        Self { manifest, hub }
+impl RunTool {
+    fn new(kind: RunToolKind, hub: Arc<Hub>) -> Self {
+        let manifest = match kind {
+            RunToolKind::List => manifest(
+                "sessions_list",
+                "List your background runs (spawns, messages to agents).",
+                json!({"type": "object", "properties": {}, "additionalProperties": false}),
+                Effect::Read,
+            ),
+            RunToolKind::Status => manifest(
+                "session_status",
+                "Status and result of a background run.",
+                handle_params(),
+                Effect::Read,
+            ),
+            RunToolKind::Cancel => {
+                manifest("session_cancel", "Cancel a background run.", handle_params(), Effect::Read)
+            }
+        };
+        Self { kind, manifest, hub }
     }
-}
 
-#[async_trait]
-impl Tool for SessionsList {
-    fn manifest(&self) -> &ToolManifest {
-        &self.manifest
-    }
-
-    fn offered_to(&self, _agent: &Agent) -> bool {
-        self.hub.enabled()
-    }
-
-    async fn call(&self, ctx: &ToolContext, _args: Value) -> Result<Value, ToolError> {
+    fn list(&self, ctx: &ToolContext) -> Value {
         let runs = self.hub.runs_of(&ctx.agent.id);
         let total = runs.len();
         let items: Vec<Value> = runs
@@ -622,7 +631,7 @@ impl Tool for SessionsList {
                 v
             })
             .collect();
-        Ok(json!({"runs": items, "total": total}))
+        json!({"runs": items, "total": total})
     }
 }
 
@@ -636,25 +645,8 @@ fn handle_params() -> Value {
     })
 }
 
-struct SessionStatus {
-    manifest: ToolManifest,
-    hub: Arc<Hub>,
-}
-
-impl SessionStatus {
-    fn new(hub: Arc<Hub>) -> Self {
-        let manifest = manifest(
-            "session_status",
-            "Status and result of a background run.",
-            handle_params(),
-            Effect::Read,
-        );
-        Self { manifest, hub }
-    }
-}
-
 #[async_trait]
-impl Tool for SessionStatus {
+impl Tool for RunTool {
     fn manifest(&self) -> &ToolManifest {
         &self.manifest
     }
@@ -665,44 +657,22 @@ impl Tool for SessionStatus {
 
     async fn call(&self, ctx: &ToolContext, args: Value) -> Result<Value, ToolError> {
         let handle = text_arg(&args, "handle");
-        match self.hub.run_of(&ctx.agent.id, handle) {
-            Some(r) => Ok(run_json(&r)),
-            None => {
-                Err(ToolError::Failed(super::InterAgentError::RunNotFound(handle.to_owned()).to_string()))
+        match self.kind {
+            RunToolKind::List => Ok(self.list(ctx)),
+            RunToolKind::Status => match self.hub.run_of(&ctx.agent.id, handle) {
+                Some(r) => Ok(run_json(&r)),
+                None => {
+                    Err(ToolError::Failed(super::InterAgentError::RunNotFound(handle.to_owned()).to_string()))
+                }
+            },
+            RunToolKind::Cancel => {
+                let run = self
+                    .hub
+                    .cancel(ctx.store.as_ref(), &ctx.agent, handle)
+                    .await
+                    .map_err(|e| ToolError::Failed(e.to_string()))?;
+                Ok(json!({"handle": run.handle, "status": run.status}))
             }
         }
-    }
-}
-
-struct SessionCancel {
-    manifest: ToolManifest,
-    hub: Arc<Hub>,
-}
-
-impl SessionCancel {
-    fn new(hub: Arc<Hub>) -> Self {
-        let manifest = manifest("session_cancel", "Cancel a background run.", handle_params(), Effect::Read);
-        Self { manifest, hub }
-    }
-}
-
-#[async_trait]
-impl Tool for SessionCancel {
-    fn manifest(&self) -> &ToolManifest {
-        &self.manifest
-    }
-
-    fn offered_to(&self, _agent: &Agent) -> bool {
-        self.hub.enabled()
-    }
-
-    async fn call(&self, ctx: &ToolContext, args: Value) -> Result<Value, ToolError> {
-        let handle = text_arg(&args, "handle");
-        let run = self
-            .hub
-            .cancel(ctx.store.as_ref(), &ctx.agent, handle)
-            .await
-            .map_err(|e| ToolError::Failed(e.to_string()))?;
-        Ok(json!({"handle": run.handle, "status": run.status}))
     }
 }
