@@ -280,10 +280,10 @@ impl Onboarding {
         {
             return Err(OnboardingError::AlreadyOnboarded(email));
         }
-        let now = now_millis();
-        if store.list_invites().await?.iter().any(|i| i.email == email && i.status(now) == "pending") {
+        if pending_invite_for(store, &email).await?.is_some() {
             return Err(OnboardingError::PendingInvite(email));
         }
+        let now = now_millis();
         let base = agent_id_from_email(&email).map_err(|e| OnboardingError::BadEmail(e.to_string()))?;
         let token = IssuedToken::generate(TokenKind::Invite);
         let expires_at = now + millis(self.settings.invite_ttl);
@@ -701,10 +701,7 @@ impl Onboarding {
             return Ok(JoinOutcome::AwaitingAdmin);
         }
         // Asking again re-sends: a fresh link replaces the pending one.
-        let now = now_millis();
-        let pending =
-            store.list_invites().await?.into_iter().find(|i| i.email == email && i.status(now) == "pending");
-        let issued = match pending {
+        let issued = match pending_invite_for(store, &email).await? {
             Some(p) => self.resend_invite(store, &Actor::System, &p.id).await?,
             None => {
                 self.create_invite(store, &Actor::System, &email, None, InviteOrigin::SelfService).await?
@@ -746,6 +743,12 @@ impl Onboarding {
             tracing::warn!(error = %e, "could not post an onboarding notice for the admin");
         }
     }
+}
+
+/// The pending invite of `email` (lower-cased), if any.
+async fn pending_invite_for(store: &dyn Store, email: &str) -> Result<Option<Invite>, StoreError> {
+    let now = now_millis();
+    Ok(store.list_invites().await?.into_iter().find(|i| i.email == email && i.status(now) == "pending"))
 }
 
 fn millis(d: Duration) -> Millis {
